@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 # Library in sync with notebooks, notebooks clean, every notebook at smoke size, then pytest.
+test: export OMP_NUM_THREADS ?= 1
 test: $(STAMP)
 	@SCEGG_PROGRESS=0 $(VENV)/bin/nbdev-test --n-workers 2 --timing --flags "$(NBDEV_FLAGS)"
 	@SCEGG_PROGRESS=0 $(PY) -m pytest -q -ra tests

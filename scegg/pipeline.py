@@ -39,6 +39,7 @@ class RunConfig:
     eszsl: bool = True                # also report ESZSL on pooled backbone features (cheap)
     features_dir: str | None = None   # where the feature store lives (None: $SCEGG_DATA or ./data)
     extract_batch_size: int = 32
+    threads: int = 0                  # torch CPU threads (0: torch's default); small CPU presets run faster on 1
     scen: SCENConfig = field(default_factory=SCENConfig)
     eggn: EGGNConfig = field(default_factory=EGGNConfig)
 
@@ -52,10 +53,10 @@ PRESETS: dict = {
     'paper-SUN':  dict(dataset='SUN',  backbone='resnet101', seed=56441, eggn=EGGN_PRESETS_PAPER['SUN']['overrides']),
     'paper-CUB':  dict(dataset='CUB',  backbone='resnet101', seed=3483,  eggn=EGGN_PRESETS_PAPER['CUB']['overrides']),
     'paper-AWA2': dict(dataset='AWA2', backbone='resnet101', seed=9182,  eggn=EGGN_PRESETS_PAPER['AWA2']['overrides']),
-    'smoke': dict(dataset='synthetic', data_options={'preset': 'smoke'}, backbone='simple_cnn', seed=0,
+    'smoke': dict(dataset='synthetic', data_options={'preset': 'smoke'}, backbone='simple_cnn', seed=0, threads=1,
                   scen=dict(batch_size=16, stage1_iters=20, stage2_iters=20, cls_hidden=32, checkpoint_every=10),
                   eggn=dict(epochs=2, batch_size=16, hidden=64, syn_num=20, classifier_epochs=3, lr=1e-3)),
-    'synthetic': dict(dataset='synthetic', data_options={'preset': 'default'}, backbone='simple_cnn', seed=0,
+    'synthetic': dict(dataset='synthetic', data_options={'preset': 'default'}, backbone='simple_cnn', seed=0, threads=1,
                       scen=dict(batch_size=32, stage1_iters=400, stage2_iters=400, cls_hidden=256, lr=1e-3),
                       eggn=dict(epochs=8, batch_size=64, hidden=256, syn_num=100, classifier_epochs=10, lr=1e-3,
                                 classifier_lr=1e-3)),
@@ -104,7 +105,7 @@ def differs_from_paper(cfg: RunConfig) -> dict:
     "Every setting of `cfg` that differs from the paper preset of its dataset: {key: [ours, paper's]}."
     ref = make_config(PAPER_REFERENCE.get(cfg.dataset.upper(), 'paper-SUN'))
     a, b = _flat(cfg), _flat(ref)
-    skip = {'root', 'features_dir', 'data_options', 'extract_batch_size', 'eszsl'}
+    skip = {'root', 'features_dir', 'data_options', 'extract_batch_size', 'eszsl', 'threads'}
     return {k: [a[k], b[k]] for k in a if k not in skip and a[k] != b[k]}
 
 # %% ../nbs/08_pipeline.ipynb #c011
@@ -234,6 +235,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     if isinstance(cfg, str): cfg = make_config(cfg, overrides)
     _check_run(cfg)
     dev = resolve_device(device)
+    if cfg.threads > 0 and dev.type == 'cpu': torch.set_num_threads(cfg.threads)
     out = Path(out)
     if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
     walls, t_all = {}, time.perf_counter()
