@@ -153,6 +153,14 @@ def main(argv=None) -> int:
         if a.debug: traceback.print_exc()
         print(f'scegg: error: {e}', file=sys.stderr)
         return 2
+    except OSError as e:   # the environment: a full disk, a read-only folder, a file that vanished
+        if a.debug: traceback.print_exc()
+        where = f' ({e.filename})' if e.filename else ''
+        print(f'scegg: error: {e.strerror or e}{where}', file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print('scegg: interrupted; rerun the same command to resume', file=sys.stderr)
         return 130
+
+# %% ../nbs/09_cli.ipynb #c011
+if __name__ == '__main__': sys.exit(main())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #c002
 from __future__ import annotations
-import dataclasses, os, shutil, time
+import dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +14,16 @@ import torch
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
                         config_diff, config_hash, provenance, progress)
 from .data import load_dataset, ZSLDataset
-from .features import extract_features, open_store, store_dir, get_backbone
+from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_zsl_eval, MinMaxScaler, TrainedSCEN
+from .scen import _check_config as _check_scen
 from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validation
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch
 
 # %% auto #0
 __all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'RunConfig', 'make_config', 'differs_from_paper', 'data_dir', 'load_run_data',
-           'ensure_store', 'view_features', 'fit_view', 'protocol_results', 'run_eszsl', 'train', 'load_run']
+           'ensure_store', 'view_features', 'log_event', 'read_events', 'fit_view', 'protocol_results', 'run_eszsl',
+           'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -43,9 +45,25 @@ class RunConfig:
     scen: SCENConfig = field(default_factory=SCENConfig)
     eggn: EGGNConfig = field(default_factory=EGGNConfig)
 
+# Sizes and rates that must be positive: checked before anything is written, so a typo fails at once.
+_POSITIVE = {'scen': ('batch_size', 'cls_hidden', 'eval_batch_size', 'checkpoint_every', 'lr'),
+             'eggn': ('epochs', 'batch_size', 'critic_iters', 'syn_num', 'hidden', 'classifier_epochs',
+                      'checkpoint_every', 'lr', 'feed_lr', 'dec_lr', 'classifier_lr')}
+
 def _check_run(cfg: RunConfig):
     check(cfg.method in METHODS, f"method {cfg.method!r} is unknown; expected one of {', '.join(METHODS)}")
-    check(cfg.eggn.epochs >= 1, f'eggn.epochs={cfg.eggn.epochs}: expected at least 1')
+    for part, keys in _POSITIVE.items():
+        for k in keys:
+            v = getattr(getattr(cfg, part), k)
+            check(isinstance(v, (int, float)) and v > 0,
+                  f'{part}.{k}={v!r}: expected ' + ('at least 1' if isinstance(v, int) else 'a positive number'))
+    check(cfg.scen.stage1_iters >= 0 and cfg.scen.stage2_iters >= 0,
+          f'scen.stage1_iters={cfg.scen.stage1_iters}, scen.stage2_iters={cfg.scen.stage2_iters}: expected at least 0')
+    check(cfg.eggn.latent_size >= 0, f'eggn.latent_size={cfg.eggn.latent_size}: expected 0 (= K) or more')
+    check(cfg.extract_batch_size >= 1, f'extract_batch_size={cfg.extract_batch_size}: expected at least 1')
+    check(cfg.image_size is None or cfg.image_size >= 1, f'image_size={cfg.image_size}: expected at least 1')
+    check(isinstance(cfg.data_options, dict), f'data_options={cfg.data_options!r}: expected a dict (JSON object)')
+    _check_scen(cfg.scen)
     get_backbone(cfg.backbone, cfg.image_size)
 
 # %% ../nbs/08_pipeline.ipynb #c007
@@ -85,6 +103,13 @@ def make_config(preset: str = 'smoke', overrides: dict | None = None) -> RunConf
     p = PRESETS[preset]
     top, s, e = _split_overrides(overrides)
     base = {k: v for k, v in p.items() if k not in ('scen', 'eggn')}
+    if str(top.get('dataset', base['dataset'])).lower() != base['dataset'].lower():
+        base['data_options'] = {}   # the preset's loader options belong to the preset's dataset
+    if isinstance(top.get('data_options'), str):   # from the command line: --set 'data_options={"holdout": 0.3}'
+        try: top['data_options'] = json.loads(top['data_options'])
+        except json.JSONDecodeError as e:
+            raise SceggError(f"setting data_options={top['data_options']!r}: expected a JSON object ({e.msg})") from e
+    if isinstance(top.get('data_options'), dict): top['data_options'] = {**base['data_options'], **top['data_options']}
     cfg = RunConfig(**base)
     scen = apply_overrides(SCENConfig(), {**p.get('scen', {}), **s})
     eggn = apply_overrides(EGGNConfig(), {**p.get('eggn', {}), **e})
@@ -114,18 +139,24 @@ def data_dir() -> Path:
     return Path(os.environ.get('SCEGG_DATA', 'data'))
 
 def load_run_data(cfg: RunConfig) -> ZSLDataset:
-    return load_dataset(cfg.dataset, cfg.root, **cfg.data_options)
+    try: return load_dataset(cfg.dataset, cfg.root, **cfg.data_options)
+    except TypeError as e:
+        if not cfg.data_options or 'argument' not in str(e): raise
+        raise SceggError(f'data_options {cfg.data_options} are not all options of the {cfg.dataset} loader ({e})') from e
 
 def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu'):
     "Open the feature store of `data` for `cfg.backbone`, extracting whatever is missing first."
     root = Path(cfg.features_dir) if cfg.features_dir else data_dir()
     path = store_dir(root, data.name.replace(':', '-'), cfg.backbone, cfg.image_size)
+    fp = image_list_fingerprint(data.image_paths)
+    if (path / 'manifest.json').exists() and open_store(path, require_complete=False).fingerprint != fp:
+        # another image list under the same name (e.g. two synthetic presets): a folder of its own, nothing overwritten
+        path = path.with_name(f'{path.name}-{fp[:8]}')
     try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
     except SceggError:
         if (path / 'manifest.json').exists():
             s = open_store(path, require_complete=False)
-            check(s.fingerprint == __import__('scegg.features', fromlist=['x']).image_list_fingerprint(data.image_paths),
-                  f'feature store {path} was built for another image list; delete it or choose another features_dir')
+            check(s.fingerprint == fp, f'feature store {path} was built for another image list; delete it or choose another features_dir')
     return extract_features(data.image_paths, path, cfg.backbone, cfg.image_size, device=device,
                             batch_size=cfg.extract_batch_size, dataset_name=data.name)
 
@@ -134,11 +165,11 @@ def _split_xy(x_of, data, name):
     sp = data.splits[name]
     return x_of(sp.ids), torch.as_tensor(np.asarray(sp.labels), dtype=torch.long)
 
-def view_features(data, maps, cfg: RunConfig, device, scen_dir=None, resume=True, evaluate=True):
+def view_features(data, maps, cfg: RunConfig, device, scen_dir=None, resume=True, evaluate=True, callback=None):
     "x for trainval/test_seen/test_unseen of `data` in the space EGGN works in, the guide, and SCEN's own metrics."
     t0 = time.perf_counter()
     if cfg.method == 'sc-egg':
-        trained = fit_scen(data, maps, cfg.scen, device, checkpoint_dir=scen_dir, resume=resume)
+        trained = fit_scen(data, maps, cfg.scen, device, checkpoint_dir=scen_dir, resume=resume, callback=callback)
         trained.scen.requires_grad_(False)   # SCEN and CLS_g never step in stage 3
         x_of = lambda ids: dense_features(trained, maps, ids, device).cpu()
         guide = trained.guide if cfg.eggn.use_guidance else None
@@ -153,11 +184,41 @@ def view_features(data, maps, cfg: RunConfig, device, scen_dir=None, resume=True
     info['features_s'] = time.perf_counter() - t0
     return xs, guide, scen_metrics, trained, info
 
-def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resume=True) -> dict:
+def log_event(run_dir, **event):
+    "Append one event (a JSON line) to `run_dir/events.jsonl`: where each stage of each process started."
+    line = json.dumps({'time': round(time.time(), 3), 'pid': os.getpid(), **event}, default=str) + '\n'
+    try:
+        with open(Path(run_dir) / 'events.jsonl', 'a') as f: f.write(line)
+    except OSError as e: raise SceggError(f'cannot write {Path(run_dir) / "events.jsonl"}: {e.strerror or e}') from e
+
+def read_events(run_dir) -> list:
+    "The events of `run_dir/events.jsonl` (a line cut short by a crash is skipped)."
+    p = Path(run_dir) / 'events.jsonl'
+    if not p.exists(): return []
+    out = []
+    for l in p.read_text().splitlines():
+        try: out.append(json.loads(l))
+        except json.JSONDecodeError: pass
+    return out
+
+def _stage_hooks(log, view: str):
+    "fit_scen's `callback` and train_eggn's `on_epoch`, logging the first step each stage takes in this process."
+    started = set()
+    def scen_cb(stage, it, loss):
+        if stage not in started: started.add(stage); log(view=view, stage=stage, start_iter=it - 1)
+    def eggn_cb(epoch, rec):
+        if 'eggn' not in started: started.add('eggn'); log(view=view, stage='eggn', start_epoch=epoch)
+    return scen_cb, eggn_cb
+
+def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resume=True, log=None) -> dict:
     "Train SCEN (if any) and EGGN on one view; per-GAN-epoch curves of the final classifiers on its eval splits."
     done = out / 'view.json'
-    if resume and done.exists(): return read_json(done)
-    xs, guide, scen_metrics, trained, info = view_features(data, maps, cfg, device, scen_dir, resume)
+    log = log or (lambda **e: None)
+    if resume and done.exists():
+        log(view=out.name, stage='view', reused=True)
+        return read_json(done)
+    scen_cb, eggn_cb = _stage_hooks(log, out.name)
+    xs, guide, scen_metrics, trained, info = view_features(data, maps, cfg, device, scen_dir, resume, callback=scen_cb)
     (x_tv, y_tv), (x_ts, y_ts), (x_tu, y_tu) = xs['trainval'], xs['test_seen'], xs['test_unseen']
     att = torch.as_tensor(data.att, dtype=torch.float32)
     seen, unseen = torch.as_tensor(data.seen), torch.as_tensor(data.unseen)
@@ -166,11 +227,12 @@ def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resum
                                                    seed=cfg.seed + 1000 * (epoch + 1), device=device)
     t0 = time.perf_counter()
     res = train_eggn(x_tv, y_tv, att, seen, unseen, cfg.eggn, guide=guide, device=device, eval_fn=eval_fn,
-                     checkpoint_dir=out / 'eggn', resume=resume)
+                     checkpoint_dir=out / 'eggn', resume=resume, on_epoch=eggn_cb)
     info['eggn_s'] = time.perf_counter() - t0
     view = {'curves': res.history, 'scen': scen_metrics, 'wall_s': info,
             'sizes': {k: int(len(v[1])) for k, v in xs.items()}, 'n_seen': len(seen), 'n_unseen': len(unseen)}
     write_json(done, view)
+    log(view=out.name, stage='view', done=True)
     return view
 
 # %% ../nbs/08_pipeline.ipynb #c015
@@ -201,16 +263,20 @@ def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     "Create `out`; True when a finished results.json of this very configuration exists."
     conf = {'config': dataclasses.asdict(cfg), 'hash': config_hash(dataclasses.asdict(cfg))}
     cj = out / 'config.json'
+    check(not out.exists() or out.is_dir(), f'the run folder {out} is a file; expected a folder (or a new path)')
+    # a folder whose run never got past config.json (e.g. a wrong --root) holds nothing to protect
+    worked = any((out / n).exists() for n in ('results.json', 'validation', 'test'))
     if cj.exists() and not force:
         old = read_json(cj)
-        if old.get('hash') != conf['hash']:
+        if old.get('hash') != conf['hash'] and worked:
             diff = {k: v for k, v in _flat_diff(old.get('config', {}), conf['config']).items()}
             raise SceggError(f'{out} holds a run of another configuration (differs in {", ".join(diff) or "its hash"}); '
                              'use another --out or --force to overwrite it')
         if (out / 'results.json').exists(): return True
     elif cj.exists() and force:
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise SceggError(f'cannot create the run folder {out}: {e.strerror or e}') from e
     write_json(cj, conf)
     return False
 
@@ -238,6 +304,8 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     if cfg.threads > 0 and dev.type == 'cpu': torch.set_num_threads(cfg.threads)
     out = Path(out)
     if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
+    log = lambda **e: log_event(out, **e)
+    log(stage='run', resume=resume, config_hash=config_hash(dataclasses.asdict(cfg)))
     walls, t_all = {}, time.perf_counter()
     data = load_run_data(cfg)
     t0 = time.perf_counter(); maps = ensure_store(data, cfg, dev); walls['features_s'] = time.perf_counter() - t0
@@ -249,7 +317,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
         key = config_hash({'data': [cfg.dataset, cfg.data_options, cfg.root, view.name], 'backbone': [cfg.backbone, cfg.image_size],
                            'scen': dataclasses.asdict(cfg.scen)})
         sdir = Path(scen_cache) / key if scen_cache else out / name / 'scen'
-        curves[name] = fit_view(view, maps, cfg, dev, out / name, sdir, resume)
+        curves[name] = fit_view(view, maps, cfg, dev, out / name, sdir, resume, log)
         walls[name] = curves[name]['wall_s']
     results = {'method': cfg.method, 'dataset': cfg.dataset, 'seed': cfg.seed,
                'protocols': protocol_results(curves['test']['curves'],
@@ -263,6 +331,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
                     'differs_from_paper': differs_from_paper(cfg), 'caveat': data.caveat, 'release': data.release,
                     'provenance': provenance(dev), 'wall_s': walls})
     write_json(out / 'results.json', results)
+    log(stage='run', done=True)
     return results
 
 # %% ../nbs/08_pipeline.ipynb #c022
