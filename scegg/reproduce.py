@@ -262,12 +262,16 @@ def banner(results_list: list) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/10_reproduce.ipynb #c029
+def _num(v: float) -> str:
+    "Two decimals, but small knob values (loss weights such as 1e-4) keep two significant digits."
+    return f'{v:.2f}' if v == 0 or abs(v) >= 0.1 else f'{v:.2g}'
+
 def to_markdown(df: pd.DataFrame) -> str:
     "A GitHub Markdown table of `df` (index included)."
     d = df.reset_index() if not isinstance(df.index, pd.RangeIndex) else df
     cols = [str(c) for c in d.columns]
     cell = lambda v: ('' if v is None or (isinstance(v, float) and math.isnan(v)) else
-                      (f'{v:.2f}' if isinstance(v, float) else str(v))).replace('|', '\\|')
+                      (_num(v) if isinstance(v, float) else str(v))).replace('|', '\\|')
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
     lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)]
     return '\n'.join(lines)

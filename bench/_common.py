@@ -1,0 +1,44 @@
+"Shared helpers of the benchmarks: machine record, RSS sampling."
+import os, threading, time
+from pathlib import Path
+
+import torch
+
+MB = 2**20
+RESULTS = Path(__file__).resolve().parent / 'results'
+
+
+def machine(device='cpu') -> dict:
+    "provenance() plus the load average and thread count at the time of the measurement."
+    from scegg.core import provenance
+    return {**provenance(device), 'load_average': [round(v, 2) for v in os.getloadavg()],
+            'torch_threads': torch.get_num_threads()}
+
+
+def status(key) -> int:
+    "A field of /proc/self/status in bytes (RssAnon, RssFile, ...)."
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(key + ':'): return int(line.split()[1]) * 1024
+    return 0
+
+
+class Peak:
+    "Sample RssAnon and RssFile every 2 ms in a thread; the peaks above the level at entry."
+    def __enter__(self):
+        self.base_anon, self.base_file = status('RssAnon'), status('RssFile')
+        self.anon, self.file, self._stop = self.base_anon, self.base_file, threading.Event()
+        def run():
+            while not self._stop.is_set():
+                self.anon, self.file = max(self.anon, status('RssAnon')), max(self.file, status('RssFile'))
+                time.sleep(0.002)
+        self._t = threading.Thread(target=run, daemon=True); self._t.start()
+        self.t0 = time.perf_counter()
+        return self
+    def __exit__(self, *a):
+        self.seconds = time.perf_counter() - self.t0
+        self._stop.set(); self._t.join()
+    def row(self, **kw):
+        return dict(**kw, seconds=round(self.seconds, 2), load_average=[round(v, 2) for v in os.getloadavg()],
+                    rss_anon_start_mb=round(self.base_anon / MB, 1), rss_anon_peak_mb=round(self.anon / MB, 1),
+                    rss_anon_growth_mb=round((self.anon - self.base_anon) / MB, 1),
+                    rss_file_peak_mb=round(self.file / MB, 1))
