@@ -78,10 +78,10 @@ PRESETS: dict = {
                       scen=dict(batch_size=32, stage1_iters=400, stage2_iters=400, cls_hidden=256, lr=1e-3),
                       eggn=dict(epochs=8, batch_size=64, hidden=256, syn_num=100, classifier_epochs=10, lr=1e-3,
                                 classifier_lr=1e-2)),
-    'cub-mini': dict(dataset='CUB-mini', backbone='efficientnet_lite0', seed=3483,
-                     scen=dict(batch_size=32, stage1_iters=600, stage2_iters=600, cls_hidden=512, lr=1e-4),
-                     eggn=dict(epochs=10, batch_size=64, hidden=1024, syn_num=200, classifier_epochs=15, lr=1e-4,
-                               gammaD=10.0, gammaG=10.0, classifier_lr=1e-3, a1=0.0, a2=0.0)),
+    'cub-mini': dict(dataset='CUB-mini', backbone='efficientnet_lite0', seed=3483, threads=1,
+                     scen=dict(batch_size=32, stage1_iters=200, stage2_iters=300, cls_hidden=512, lr=1e-3),
+                     eggn=dict(epochs=5, batch_size=64, hidden=1024, syn_num=100, classifier_epochs=10, lr=1e-3,
+                               gammaD=10.0, gammaG=10.0, classifier_lr=1e-2, a1=0.0, a2=0.0)),
 }
 
 # The paper preset each dataset's results are compared with (CUB-mini: CUB's; synthetic: the released SUN one).

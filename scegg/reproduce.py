@@ -78,7 +78,7 @@ REPRO_PRESETS = {
                       sweeps={'eggn.syn_num': (25, 50, 100, 200), 'eggn.guide_seen': (0.1, 1.0, 10.0),
                               'eggn.guide_unseen': (0.0001, 0.001, 0.01)}),
     'cub-mini': dict(datasets=('CUB-mini',), train={'CUB-mini': 'cub-mini'}, n_seeds=3, overrides={},
-                     sweeps={'eggn.syn_num': (50, 200, 400), 'eggn.guide_seen': (0.1, 1.0, 10.0),
+                     sweeps={'eggn.syn_num': (50, 100, 200), 'eggn.guide_seen': (0.1, 1.0, 10.0),
                              'eggn.guide_unseen': (0.0001, 0.001, 0.01)}),
     'paper': dict(datasets=PAPER_DATASETS, train={'CUB': 'paper-CUB', 'SUN': 'paper-SUN', 'AWA2': 'paper-AWA2'},
                   n_seeds=3, overrides={},
