@@ -10,7 +10,7 @@ pages (page cache, RssFile) grow. Optionally (--throughput) also EfficientNet-Li
 
 Prints a table and writes bench/results/extract_memory.json (with machine info).
 """
-import argparse, json, os, shutil, tempfile, threading, time
+import argparse, json, os, shutil, sys, tempfile, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -20,37 +20,11 @@ from PIL import Image
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import provenance, write_json
 from scegg.features import extract_features, fabricate_store
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Peak  # RssAnon/RssFile peak sampler shared by the memory benchmarks
 
 HERE = Path(__file__).resolve().parent
 MB = 2**20
-
-
-def _status(key):
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith(key + ':'): return int(line.split()[1]) * 1024
-    return 0
-
-
-class Peak:
-    "Sample RssAnon and RssFile in a thread; report the peaks above the level at entry."
-    def __enter__(self):
-        self.base_anon, self.base_file = _status('RssAnon'), _status('RssFile')
-        self.anon, self.file, self._stop = self.base_anon, self.base_file, threading.Event()
-        def run():
-            while not self._stop.is_set():
-                self.anon, self.file = max(self.anon, _status('RssAnon')), max(self.file, _status('RssFile'))
-                time.sleep(0.002)
-        self._t = threading.Thread(target=run, daemon=True)
-        self._t.start()
-        self.t0 = time.perf_counter()
-        return self
-    def __exit__(self, *a):
-        self.seconds = time.perf_counter() - self.t0
-        self._stop.set(); self._t.join()
-    def row(self, **kw):
-        return dict(**kw, seconds=round(self.seconds, 2), rss_anon_start_mb=round(self.base_anon / MB, 1),
-                    rss_anon_peak_mb=round(self.anon / MB, 1), rss_anon_growth_mb=round((self.anon - self.base_anon) / MB, 1),
-                    rss_file_peak_mb=round(self.file / MB, 1))
 
 
 def make_pngs(folder, n, size=64):
