@@ -317,6 +317,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'scegg.scen._batches': ('scen.html#_batches', 'scegg/scen.py'),
                             'scegg.scen._check_config': ('scen.html#_check_config', 'scegg/scen.py'),
                             'scegg.scen._encode_all': ('scen.html#_encode_all', 'scegg/scen.py'),
+                            'scegg.scen._init_training': ('scen.html#_init_training', 'scegg/scen.py'),
                             'scegg.scen._l2n': ('scen.html#_l2n', 'scegg/scen.py'),
                             'scegg.scen._per_class_acc': ('scen.html#_per_class_acc', 'scegg/scen.py'),
                             'scegg.scen._rmsprop': ('scen.html#_rmsprop', 'scegg/scen.py'),

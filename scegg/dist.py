@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from .core import SceggError, check, torch_save, seed_everything, resolve_device, write_json
 from .features import extract_features, open_store, FeatureStore
-from .scen import (SCENConfig, SCEN, MinMaxScaler, ClassBalancedSampler, TrainedSCEN, L_LCE, L_GCE, fit_scen,
+from .scen import (_init_training, SCENConfig, SCEN, MinMaxScaler, ClassBalancedSampler, TrainedSCEN, L_LCE, L_GCE, fit_scen,
                         _check_config, _rmsprop, _rng_state)
 
 # %% auto #0
@@ -107,17 +107,9 @@ def distributed_fit_scen(data, maps, cfg: SCENConfig | None = None, device='cpu'
         dist.broadcast_object_list(box, src=0)
         checkpoint_dir = tmp = box[0]
     path = Path(checkpoint_dir) / 'scen.pt'
-    tv = data.splits['trainval']
-    tv_ids, tv_y = np.asarray(tv.ids), torch.as_tensor(np.asarray(tv.labels), dtype=torch.long)
-    seen = torch.as_tensor(np.asarray(data.seen), dtype=torch.long)
-    check(len(tv_ids) > 0, 'the trainval split is empty')
     D = maps.shape[0]
-
     # the same initialisation and the same sampler stream as fit_scen, on every rank
-    seed_everything(cfg.seed)
-    scen = SCEN(data.word_vectors, data.att, D, cfg.cls_hidden).to(device)
-    gen_state = torch.Generator().manual_seed(cfg.seed)
-    sampler = ClassBalancedSampler(tv_y, seen, cfg.batch_size, cfg.fill_batch, gen_state)
+    tv_ids, tv_y, seen, scen, gen_state, sampler = _init_training(data, maps, cfg, device)
     net = _Stage1Loss(scen, cfg, seen.to(device))
     ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == 'cuda' else None,
                                               find_unused_parameters=not (cfg.use_lce and cfg.use_gce))

@@ -306,6 +306,19 @@ def _set_rng_state(st, device):
 _RESUME_IGNORED = {'checkpoint_every', 'eval_batch_size'}
 
 # %% ../nbs/05_scen.ipynb #c036
+def _init_training(data, maps, cfg: SCENConfig, device):
+    "Trainval ids and labels, seen classes, a freshly seeded SCEN and its sampler: the start of every SCEN training (also `scegg.dist`)."
+    tv = data.splits['trainval']
+    tv_ids, tv_y = np.asarray(tv.ids), torch.as_tensor(np.asarray(tv.labels), dtype=torch.long)
+    seen = torch.as_tensor(np.asarray(data.seen), dtype=torch.long)
+    check(len(tv_ids) > 0, 'the trainval split is empty')
+    seed_everything(cfg.seed)
+    scen = SCEN(data.word_vectors, data.att, maps.shape[0], cfg.cls_hidden).to(device)
+    gen_state = torch.Generator().manual_seed(cfg.seed)
+    sampler = ClassBalancedSampler(tv_y, seen, cfg.batch_size, cfg.fill_batch, gen_state)
+    return tv_ids, tv_y, seen, scen, gen_state, sampler
+
+# %% ../nbs/05_scen.ipynb #c037
 def fit_scen(data,                       # dataset with att, word_vectors, seen, unseen, splits (ZSLDataset fields)
              maps,                       # MapSource: maps(ids) -> (n, D, R)
              cfg: SCENConfig | None = None,
@@ -319,16 +332,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
     cfg = cfg or SCENConfig()
     _check_config(cfg)
     device = resolve_device(device)
-    tv = data.splits['trainval']
-    tv_ids, tv_y = np.asarray(tv.ids), torch.as_tensor(np.asarray(tv.labels), dtype=torch.long)
-    seen = torch.as_tensor(np.asarray(data.seen), dtype=torch.long)
-    check(len(tv_ids) > 0, 'the trainval split is empty')
-    D = maps.shape[0]
-
-    seed_everything(cfg.seed)
-    scen = SCEN(data.word_vectors, data.att, D, cfg.cls_hidden).to(device)
-    gen_state = torch.Generator().manual_seed(cfg.seed)
-    sampler = ClassBalancedSampler(tv_y, seen, cfg.batch_size, cfg.fill_batch, gen_state)
+    tv_ids, tv_y, seen, scen, gen_state, sampler = _init_training(data, maps, cfg, device)
     seen_d, tv_y_d = seen.to(device), tv_y.to(device)
     history = {'stage1_loss': [], 'stage2_loss': [], 'stage1_s': 0.0, 'stage2_s': 0.0}
     scaler = MinMaxScaler(cfg.minmax_guard)
@@ -400,7 +404,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
     scen.eval()
     return TrainedSCEN(scen, scaler, cfg, history)
 
-# %% ../nbs/05_scen.ipynb #c044
+# %% ../nbs/05_scen.ipynb #c045
 @torch.no_grad()
 def dense_features(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: int | None = None) -> torch.Tensor:
     "x~ (n, D): MinMax-scaled compressed local features of images `ids`."
@@ -421,7 +425,7 @@ def attention_maps(trained: TrainedSCEN, maps, ids, device='cpu') -> dict:
     alpha = o.alpha.reshape(len(o.alpha), -1, Hh, Ww)
     return {'alpha': alpha, 'global_map': alpha.mean(1), 'scores': o.scores}
 
-# %% ../nbs/05_scen.ipynb #c047
+# %% ../nbs/05_scen.ipynb #c048
 def _per_class_acc(pred: torch.Tensor, y: torch.Tensor) -> float:
     "Mean over the classes present in y of the share of their images predicted correctly."
     pred, y = torch.as_tensor(pred).cpu(), torch.as_tensor(y).cpu()
