@@ -140,6 +140,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'scegg.eggn._check_inputs': ('eggn.html#_check_inputs', 'scegg/eggn.py'),
                             'scegg.eggn._lrelu': ('eggn.html#_lrelu', 'scegg/eggn.py'),
                             'scegg.eggn._optimisers': ('eggn.html#_optimisers', 'scegg/eggn.py'),
+                            'scegg.eggn.check_eggn_config': ('eggn.html#check_eggn_config', 'scegg/eggn.py'),
                             'scegg.eggn.evaluate_epoch': ('eggn.html#evaluate_epoch', 'scegg/eggn.py'),
                             'scegg.eggn.fabricated_zsl': ('eggn.html#fabricated_zsl', 'scegg/eggn.py'),
                             'scegg.eggn.gradient_penalty': ('eggn.html#gradient_penalty', 'scegg/eggn.py'),

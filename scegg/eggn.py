@@ -20,8 +20,8 @@ from .scen import ClassBalancedSampler
 
 # %% auto #0
 __all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback', 'EGGN',
-           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'train_eggn', 'synthesize',
-           'evaluate_epoch', 'fabricated_zsl']
+           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'check_eggn_config',
+           'train_eggn', 'synthesize', 'evaluate_epoch', 'fabricated_zsl']
 
 # %% ../nbs/07_eggn.ipynb #c006
 @dataclass
@@ -189,6 +189,14 @@ def _optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
 _CKPT = 'eggn_last.pt'
 _RESUME_FREE = {'epochs', 'checkpoint_every'}  # settings a resumed run may change
 
+def check_eggn_config(cfg: EGGNConfig):
+    "Sizes at least 1 and positive learning rates, so a bad setting fails before any work, with its name."
+    for k in ('batch_size', 'critic_iters', 'syn_num', 'hidden', 'classifier_epochs', 'checkpoint_every'):
+        check(getattr(cfg, k) >= 1, f'eggn.{k}={getattr(cfg, k)}: expected at least 1')
+    check(cfg.epochs >= 0 and cfg.latent_size >= 0, f'eggn.epochs={cfg.epochs}, eggn.latent_size={cfg.latent_size}: expected >= 0')
+    for k in ('lr', 'feed_lr', 'dec_lr', 'classifier_lr'):
+        check(getattr(cfg, k) > 0, f'eggn.{k}={getattr(cfg, k)}: expected a positive number')
+
 def _check_inputs(x, y, att, seen, unseen):
     check(x.ndim == 2 and len(x) == len(y), f'EGGN features must be (N, D) with one label each, got {tuple(x.shape)} and {len(y)} labels')
     check(bool(torch.isfinite(x).all()) and float(x.min()) >= 0 and float(x.max()) <= 1,
@@ -214,6 +222,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     y_cpu = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long().cpu()
     seen = torch.as_tensor(np.asarray(seen)).long().cpu(); unseen = torch.as_tensor(np.asarray(unseen)).long().cpu()
     att = torch.as_tensor(att).float().to(dev)
+    check_eggn_config(cfg)
     _check_inputs(x, y_cpu, att, seen, unseen)
     y = y_cpu.to(dev)
     unseen_dev = unseen.to(dev)
@@ -321,12 +330,13 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     model.eval()
     return EGGNResult(model=model, cfg=cfg, history=history, lambda_gp=lam)
 
-# %% ../nbs/07_eggn.ipynb #c030
+# %% ../nbs/07_eggn.ipynb #c031
 def synthesize(model,           # an EGGN or an EGGNResult
                classes, num: int, att, a2: float = 0.0,
                generator: torch.Generator | None = None, chunk: int = 8192):
     "`num` synthetic features per class in `classes`: (x (len(classes) * num, D), class ids)."
     model = model.model if isinstance(model, EGGNResult) else model
+    check(num >= 1, f'synthesize: num={num}, expected at least 1 feature per class')
     dev = next(model.parameters()).device
     classes = torch.as_tensor(np.asarray(classes)).long().cpu()
     y = classes.repeat_interleave(num)
@@ -354,7 +364,7 @@ def evaluate_epoch(model, x_trainval, y_trainval, att, seen, unseen,
     model.train(was)
     return out
 
-# %% ../nbs/07_eggn.ipynb #c032
+# %% ../nbs/07_eggn.ipynb #c033
 def fabricated_zsl(C: int = 20, n_seen: int = 10, K: int = 16, D: int = 32, n: int = 30,
                    noise: float = 0.1, seed: int = 0) -> dict:
     "A tiny well-separated ZSL problem for tests: x = sigmoid(att @ W + noise), att rows L2-normalised."

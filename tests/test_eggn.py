@@ -113,3 +113,14 @@ def test_losses_by_hand():
     lam = 10.
     for _ in range(3): lam = update_lambda(lam, 2.0)
     assert abs(lam - 13.31) < 1e-9
+
+
+def test_bad_settings_fail_before_work():
+    dz = fabricated_zsl(seed=0)
+    for bad, msg in [(dict(batch_size=0), 'eggn.batch_size=0'), (dict(syn_num=0), 'eggn.syn_num=0'),
+                     (dict(classifier_epochs=0), 'eggn.classifier_epochs=0'), (dict(dec_lr=0.0), 'eggn.dec_lr=0.0')]:
+        with pytest.raises(SceggError, match=msg):
+            train_eggn(dz['x_trainval'], dz['y_trainval'], dz['att'], dz['seen'], dz['unseen'], EGGNConfig(**{**MECH, **bad}, epochs=1))
+    res = train_eggn(dz['x_trainval'], dz['y_trainval'], dz['att'], dz['seen'], dz['unseen'], EGGNConfig(**MECH, epochs=0))
+    with pytest.raises(SceggError, match='num=0'):
+        synthesize(res, dz['unseen'], 0, dz['att'])
