@@ -1,4 +1,4 @@
-"Shared helpers of the benchmarks: machine record, RSS sampling."
+"Shared helpers of the benchmarks: machine record, RSS sampling, a fabricated dataset."
 import os, threading, time
 from pathlib import Path
 
@@ -42,3 +42,18 @@ class Peak:
                     rss_anon_start_mb=round(self.base_anon / MB, 1), rss_anon_peak_mb=round(self.anon / MB, 1),
                     rss_anon_growth_mb=round((self.anon - self.base_anon) / MB, 1),
                     rss_file_peak_mb=round(self.file / MB, 1))
+
+
+def fake_data(n, K=312, C=200, n_seen=150, seed=0):
+    "A dataset-like namespace for n fabricated maps: random L2-normalised attributes, every seen class has images."
+    import types
+    from collections import namedtuple
+    import numpy as np
+    g = np.random.default_rng(seed)
+    Split = namedtuple('Split', 'name ids labels')
+    seen = np.sort(g.permutation(C)[:n_seen])
+    att = g.random((C, K)).astype(np.float32); att /= np.linalg.norm(att, axis=1, keepdims=True)
+    ids = np.arange(n)
+    return types.SimpleNamespace(att=att, word_vectors=g.normal(size=(K, 300)).astype(np.float32), seen=seen,
+                                 unseen=np.setdiff1d(np.arange(C), seen),
+                                 splits={'trainval': Split('trainval', ids, seen[ids % n_seen])})

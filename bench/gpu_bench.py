@@ -83,25 +83,14 @@ def extract(a, dev):
                                                   cub_11788_images_min=round(11788 / (n / dt) / 60, 1)))
 
 
-def _fake(n, K, C, n_seen, seed=0):
-    import types
-    from collections import namedtuple
-    g = np.random.default_rng(seed)
-    Split = namedtuple('Split', 'name ids labels')
-    seen = np.sort(g.permutation(C)[:n_seen])
-    att = g.random((C, K)).astype(np.float32); att /= np.linalg.norm(att, axis=1, keepdims=True)
-    ids = np.arange(n)
-    return types.SimpleNamespace(att=att, word_vectors=g.normal(size=(K, 300)).astype(np.float32), seen=seen,
-                                 unseen=np.setdiff1d(np.arange(C), seen), splits={'trainval': Split('trainval', ids, seen[ids % n_seen])})
-
-
 def scen(a, dev):
+    from _common import fake_data  # bench/ is on sys.path when this file runs as a script
     from scegg.features import fabricate_store
     from scegg.scen import SCENConfig, fit_scen
     n, shape, iters = (300, (64, 4, 4), 4) if a.cpu_dry_run else (a.maps, (2048, 14, 14), a.scen_iters)
     store = fabricate_store(work_dir(a) / 'maps', n, shape) if not (work_dir(a) / 'maps' / 'manifest.json').exists() \
         else __import__('scegg.features').features.FeatureStore(work_dir(a) / 'maps')
-    data = _fake(n, 312, 200, 150)  # CUB's K and classes
+    data = fake_data(n, 312, 200, 150)  # CUB's K and classes
     for name, amp in (('fp32', False), ('bf16', True)):
         cfg = SCENConfig(stage1_iters=iters, stage2_iters=iters, checkpoint_every=10**9)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):

@@ -22,20 +22,9 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import write_json
 from scegg.features import fabricate_store
 from scegg.scen import SCENConfig, fit_scen, dense_features
-from _common import Peak, machine, MB, RESULTS
+from _common import Peak, machine, MB, RESULTS, fake_data
 
 AWA2 = 37322
-
-
-def fake_data(n, K=312, C=200, n_seen=150, seed=0):
-    g = np.random.default_rng(seed)
-    Split = namedtuple('Split', 'name ids labels')
-    seen = np.sort(g.permutation(C)[:n_seen])
-    att = g.random((C, K)).astype(np.float32); att /= np.linalg.norm(att, axis=1, keepdims=True)
-    ids = np.arange(n)
-    return types.SimpleNamespace(att=att, word_vectors=g.normal(size=(K, 300)).astype(np.float32), seen=seen,
-                                 unseen=np.setdiff1d(np.arange(C), seen),
-                                 splits={'trainval': Split('trainval', ids, seen[ids % n_seen])})
 
 
 def main():

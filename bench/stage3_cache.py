@@ -26,7 +26,7 @@ from scegg.features import fabricate_store
 from scegg.scen import SCENConfig, fit_scen, dense_features
 from scegg.eggn import EGGNConfig, EGGN, train_eggn, gradient_penalty, weighted_l1, vae_loss
 import scegg.eggn as eggn_mod
-from _common import machine, RESULTS
+from _common import machine, RESULTS, fake_data
 
 SUN_TRAINVAL = 10320
 
@@ -56,19 +56,12 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     K, D, C, Cs, B = 102, 2048, 717, 645, 64
-    g = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix='scegg-s3-', dir=a.tmp))
     try:
         store = fabricate_store(work / 'store', a.maps)
-        import types
-        from collections import namedtuple
-        Split = namedtuple('Split', 'name ids labels')
-        seen = np.sort(g.permutation(C)[:Cs]); unseen = np.setdiff1d(np.arange(C), seen)
-        labels = seen[np.arange(a.maps) % Cs]  # every seen class has an image
-        att = g.random((C, K)).astype(np.float32); att /= np.linalg.norm(att, axis=1, keepdims=True)
-        ids = np.arange(a.maps)
-        data = types.SimpleNamespace(att=att, word_vectors=g.normal(size=(K, 300)).astype(np.float32), seen=seen,
-                                     unseen=unseen, splits={'trainval': Split('trainval', ids, labels)})
+        data = fake_data(a.maps, K, C, Cs)  # every seen class has an image
+        seen, unseen, att, ids = data.seen, data.unseen, data.att, data.splits['trainval'].ids
+        labels = data.splits['trainval'].labels
         trained = fit_scen(data, store, SCENConfig(stage1_iters=0, stage2_iters=0))  # random LEN; cost is what counts
         t = time.perf_counter()
         x_all = dense_features(trained, store, ids)
