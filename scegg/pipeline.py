@@ -23,7 +23,7 @@ from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch
 # %% auto #0
 __all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'RunConfig', 'make_config', 'differs_from_paper', 'data_dir', 'load_run_data',
            'ensure_store', 'view_features', 'log_event', 'read_events', 'fit_view', 'protocol_results', 'run_eszsl',
-           'train', 'load_run']
+           'scen_dir', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -259,6 +259,14 @@ def run_eszsl(data: ZSLDataset, maps) -> dict:
     return {**m, 'gamma': best['gamma'], 'lam': best['lam'], 'val_czsl_acc': best['acc']}
 
 # %% ../nbs/08_pipeline.ipynb #c020
+def scen_dir(cfg: RunConfig, view: ZSLDataset, view_out: Path, scen_cache=None) -> Path:
+    "Where the SCEN of `view` is checkpointed: keyed by data, backbone and SCEN settings in a shared cache, else in the run."
+    if not scen_cache: return Path(view_out) / 'scen'
+    key = config_hash({'data': [cfg.dataset, cfg.data_options, cfg.root, view.name], 'backbone': [cfg.backbone, cfg.image_size],
+                       'scen': dataclasses.asdict(cfg.scen)})
+    return Path(scen_cache) / key
+
+# %% ../nbs/08_pipeline.ipynb #c021
 def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     "Create `out`; True when a finished results.json of this very configuration exists."
     conf = {'config': dataclasses.asdict(cfg), 'hash': config_hash(dataclasses.asdict(cfg))}
@@ -314,10 +322,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     views['test'] = data
     curves = {}
     for name, view in views.items():
-        key = config_hash({'data': [cfg.dataset, cfg.data_options, cfg.root, view.name], 'backbone': [cfg.backbone, cfg.image_size],
-                           'scen': dataclasses.asdict(cfg.scen)})
-        sdir = Path(scen_cache) / key if scen_cache else out / name / 'scen'
-        curves[name] = fit_view(view, maps, cfg, dev, out / name, sdir, resume, log)
+        curves[name] = fit_view(view, maps, cfg, dev, out / name, scen_dir(cfg, view, out / name, scen_cache), resume, log)
         walls[name] = curves[name]['wall_s']
     results = {'method': cfg.method, 'dataset': cfg.dataset, 'seed': cfg.seed,
                'protocols': protocol_results(curves['test']['curves'],
@@ -334,7 +339,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     log(stage='run', done=True)
     return results
 
-# %% ../nbs/08_pipeline.ipynb #c022
+# %% ../nbs/08_pipeline.ipynb #c023
 def load_run(run_dir, device='cpu', view: str = 'test', scen_cache=None) -> dict:
     "Data, maps, trained SCEN (None for tf-vaegan) and trained EGGN of the finished run in `run_dir`."
     run_dir, dev = Path(run_dir), resolve_device(device)
@@ -342,13 +347,11 @@ def load_run(run_dir, device='cpu', view: str = 'test', scen_cache=None) -> dict
     scen_cfg, eggn_cfg = SCENConfig(**conf.pop('scen')), EGGNConfig(**conf.pop('eggn'))
     cfg = RunConfig(**conf, scen=scen_cfg, eggn=eggn_cfg)
     check((run_dir / view / 'eggn' / 'eggn_last.pt').exists(), f'{run_dir} has no finished {view} generator; run it first')
-    data = load_run_data(cfg)
-    if view == 'validation': data = data.validation_view()
-    maps = ensure_store(load_run_data(cfg), cfg, dev)
-    key = config_hash({'data': [cfg.dataset, cfg.data_options, cfg.root, data.name], 'backbone': [cfg.backbone, cfg.image_size],
-                       'scen': dataclasses.asdict(cfg.scen)})
-    sdir = Path(scen_cache) / key if scen_cache else run_dir / view / 'scen'
-    xs, guide, _, trained, _ = view_features(data, maps, cfg, dev, sdir, resume=True, evaluate=False)
+    full = load_run_data(cfg)
+    data = full.validation_view() if view == 'validation' else full
+    maps = ensure_store(full, cfg, dev)   # the store belongs to the full data set, whichever view is loaded
+    xs, guide, _, trained, _ = view_features(data, maps, cfg, dev, scen_dir(cfg, data, run_dir / view, scen_cache),
+                                             resume=True, evaluate=False)
     (x_tv, y_tv) = xs['trainval']
     res = train_eggn(x_tv, y_tv, torch.as_tensor(data.att, dtype=torch.float32), torch.as_tensor(data.seen),
                      torch.as_tensor(data.unseen), cfg.eggn, guide=guide, device=dev,
