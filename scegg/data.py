@@ -13,11 +13,11 @@ import numpy as np
 from .core import SceggError, check, atomic_write, progress
 
 # %% auto #0
-__all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MINI_CAVEAT', 'DATASETS', 'Split', 'l2_rows',
-           'ZSLDataset', 'subset_classes', 'make_validation_split', 'load_mat', 'read_lines', 'load_word_vectors',
-           'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths', 'load_xlsa17', 'make_xlsa17_fixture',
-           'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset', 'make_cub_fixture', 'load_dataset',
-           'check_dataset']
+__all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MINI_CAVEAT', 'CUB224_CAVEAT', 'DATASETS', 'Split',
+           'l2_rows', 'ZSLDataset', 'subset_classes', 'make_validation_split', 'load_mat', 'read_lines',
+           'load_word_vectors', 'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths', 'load_xlsa17',
+           'make_xlsa17_fixture', 'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset',
+           'make_cub_fixture', 'load_cub_224', 'load_dataset', 'check_dataset']
 
 # %% ../nbs/01_data.ipynb #c005
 def _int64(a) -> np.ndarray: return np.asarray(a, dtype=np.int64).reshape(-1)
@@ -552,11 +552,56 @@ def make_cub_fixture(root, n_classes: int = 4, n_attributes: int = 5, per_class:
     (root/'valclasses1.txt').write_text(''.join(n + '\n' for n in names[n_classes - half:]))
     return root
 
+# %% ../nbs/01_data.ipynb #c224b
+CUB224_CAVEAT = ("CUB-224: the paper's CUB classes and images (224-px re-encoded copies); test_seen is a seeded 20 % "
+                 "of each seen class, not xlsa17's (its image ids are unavailable), so seen-class numbers are not "
+                 "xlsa17's exactly.")
+
+def _holdout_per_class(ids, labels, classes, share: float, rng) -> tuple:
+    "Split `ids` of each class in `classes` into (kept, held-out share), both sorted."
+    keep, out = [], []
+    for c in classes:
+        m = ids[labels == c]
+        m = m[rng.permutation(len(m))]
+        n = int(round(share * len(m)))
+        if share > 0 and len(m) >= 2: n = min(max(n, 1), len(m) - 1)
+        out.append(np.sort(m[:n])); keep.append(np.sort(m[n:]))
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
+    return cat(keep), cat(out)
+
+def load_cub_224(root=None,                  # folder in the CUB-mini layout (default: ../shared/data/CUB/full)
+                 cub_root=None,              # folder with attributes, word vectors and xlsa17 class lists (default: root's parent)
+                 test_seen_share: float = 0.2,  # share of each seen class's images put in test_seen
+                 split_seed: int = 0,        # seed of that draw
+                 holdout: float = 0.2, seed: int = 0) -> ZSLDataset:
+    "The paper's CUB benchmark (150 seen / 50 unseen classes of xlsa17) on the 11,788 real images of `root`."
+    full = Path(root) if root is not None else default_shared_data()/'CUB'/'full'
+    cub = Path(cub_root) if cub_root is not None else full.parent
+    check(0 < test_seen_share < 1, f'test_seen_share={test_seen_share}: expected a share in (0, 1)')
+    lists = {f: _find(f'xlsa17 CUB {f}', cub/f, cub.parent/'xlsa17'/'data'/'CUB'/f)
+             for f in ('trainvalclasses.txt', 'testclasses.txt', 'trainclasses1.txt', 'valclasses1.txt')}
+    ds = load_cub_mini(full, cub, lists['trainvalclasses.txt'], lists['testclasses.txt'], holdout, seed)
+    ids, labels = np.arange(len(ds.image_paths)), ds.image_labels
+    check((labels >= 0).all(), f'{full}: {(labels < 0).sum()} images belong to classes outside trainvalclasses.txt and testclasses.txt')
+    tv, ts = _holdout_per_class(ids, labels, ds.seen, test_seen_share, np.random.default_rng(split_seed))
+    split = lambda name, x: Split(name, x, labels[x])
+    splits = {'trainval': split('trainval', tv), 'test_seen': split('test_seen', ts),
+              'test_unseen': split('test_unseen', ids[np.isin(labels, ds.unseen)])}
+    axis = {n: i for i, n in enumerate(ds.class_names)}
+    val = {k: np.sort(np.array([axis[_bare(n)] for n in read_lines(lists[f])], dtype=np.int64))
+           for k, f in (('train', 'trainclasses1.txt'), ('unseen', 'valclasses1.txt'))}
+    check(np.isin(np.concatenate([val['train'], val['unseen']]), ds.seen).all(),
+          f'{lists["trainclasses1.txt"]} and {lists["valclasses1.txt"]} must name seen classes only')
+    splits.update(make_validation_split(tv, labels[tv], val['train'], val['unseen'], holdout, seed))
+    return dataclasses.replace(ds, name='CUB-224', splits=splits, val_seen_classes=val['train'],
+                               val_unseen_classes=val['unseen'], release='cub-224', caveat=CUB224_CAVEAT,
+                               extras={**ds.extras, 'test_seen_share': test_seen_share, 'split_seed': split_seed})
+
 # %% ../nbs/01_data.ipynb #c038
-DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'synthetic')
+DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic')
 
 def load_dataset(name: str, root=None, **options) -> ZSLDataset:
-    "Open benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini' or 'synthetic') found under `root`."
+    "Open benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic') found under `root`."
     canon = {d.lower(): d for d in DATASETS}
     key = canon.get(str(name).lower().replace('_', '-'))
     check(key is not None, f'unknown dataset {name!r}; expected one of {", ".join(DATASETS)}')
@@ -564,6 +609,7 @@ def load_dataset(name: str, root=None, **options) -> ZSLDataset:
         from scegg.synthetic import load_synthetic
         return load_synthetic(root, **options)
     if key == 'CUB-mini': return load_cub_mini(root, **options)
+    if key == 'CUB-224': return load_cub_224(root, **options)
     check(root is not None, f'dataset {key} needs a data root (the folder holding xlsa17/, {key}/ and w2v/); pass --root')
     return load_xlsa17(root, key, **options)
 
