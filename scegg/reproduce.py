@@ -22,8 +22,8 @@ __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REP
            'save_figure', 'write_manifest', 'Experiment', 'table1_experiment', 'ablation_experiment', 'sweep_frame',
            'sweep_experiment', 'plot_sweep', 'plot_attention', 'untrained_scen', 'attribute_parts', 'read_cub_parts',
            'cub_pointing_game', 'knn1_loo', 'ncm_accuracy', 'space_metrics', 'embedding_sets', 'choose_classes',
-           'tsne_panel', 'tsne_experiment', 'plot_tsne', 'attention_experiment', 'experiments_dir', 'ensure_kernel',
-           'run_notebook', 'reproduce']
+           'tsne_panel', 'tsne_experiment', 'plot_tsne', 'attention_experiment', 'curve_frame', 'plot_learning_curves',
+           'curves_experiment', 'experiments_dir', 'ensure_kernel', 'run_notebook', 'reproduce']
 
 # %% ../nbs/10_reproduce.ipynb #c005
 _ = None
@@ -80,6 +80,10 @@ REPRO_PRESETS = {
     'cub-mini': dict(datasets=('CUB-mini',), train={'CUB-mini': 'cub-mini'}, n_seeds=3, overrides={},
                      sweeps={'eggn.syn_num': (50, 100, 200), 'eggn.guide_seen': (0.1, 1.0, 10.0),
                              'eggn.guide_unseen': (0.0001, 0.001, 0.01)}),
+    'cub-cpu': dict(datasets=('CUB-224',), train={'CUB-224': 'cub-cpu'}, n_seeds=3, overrides={},
+                    ablation_all_seeds=('baseline (TF-VAEGAN on backbone features)', 'w/o L_LCE'),
+                    sweeps={'eggn.syn_num': (50, 100, 200), 'eggn.guide_seen': (0.1, 1.0, 10.0),
+                            'eggn.guide_unseen': (0.0001, 0.001, 0.01)}),
     'paper': dict(datasets=PAPER_DATASETS, train={'CUB': 'paper-CUB', 'SUN': 'paper-SUN', 'AWA2': 'paper-AWA2'},
                   n_seeds=3, overrides={},
                   sweeps={'eggn.syn_num': (100, 200, 400, 800), 'eggn.guide_seen': (0.1, 1.0, 10.0),
@@ -168,7 +172,7 @@ def fmt(mean: float, std: float = np.nan, digits: int = 1) -> str:
     return f'{mean:.{digits}f}' if std is None or math.isnan(std) else f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 # %% ../nbs/10_reproduce.ipynb #c020
-PAPER_NAME = {'CUB': 'CUB', 'SUN': 'SUN', 'AWA2': 'AWA2', 'CUB-MINI': 'CUB'}
+PAPER_NAME = {'CUB': 'CUB', 'SUN': 'SUN', 'AWA2': 'AWA2', 'CUB-MINI': 'CUB', 'CUB-224': 'CUB'}
 
 def _row(dataset, label, cells: dict) -> dict:
     return {'dataset': dataset, 'row': label, **cells}
@@ -211,19 +215,26 @@ def table1(groups: dict,                 # {dataset: {'sc-egg': [results per see
             rows.append(_row(ds, 'SC-EGG ours − paper', cells))
     return pd.DataFrame(rows).set_index(['dataset', 'row'])
 
-def paired_differences(a: list, b: list, protocol: str = 'validation') -> pd.DataFrame:
-    "Per-seed a - b (percent points, e.g. SC-EGG minus baseline), with mean and std rows; runs paired by seed."
+def paired_differences(a: list, b: list, protocol: str = 'validation',
+                       kind_b: str = 'final') -> pd.DataFrame:   # 'final', or 'scen_alone' (b's own SCEN)
+    "Per-seed a - b (percent points), runs paired by seed; rows per seed, then mean, std and a 95 % t interval."
+    from scipy import stats
     by_seed = {r['seed']: r for r in b}
     rows = {}
     for r in sorted(a, key=lambda r: r['seed']):
         if r['seed'] not in by_seed: continue
-        x, y = metrics_of(r, 'final', protocol), metrics_of(by_seed[r['seed']], 'final', protocol)
+        x, y = metrics_of(r, 'final', protocol), metrics_of(by_seed[r['seed']], kind_b, protocol)
+        if x is None or y is None: continue
         rows[r['seed']] = {LABELS[m]: x[m] - y[m] for m in METRICS}
     check(rows, 'no seed has both runs; paired differences need the same seeds on both sides')
     df = pd.DataFrame.from_dict(rows, orient='index')
     df.index = [f'seed {s}' for s in df.index]
-    stats = pd.DataFrame([df.mean(), df.std(ddof=1) if len(df) > 1 else df.mean() * np.nan], index=['mean', 'std'])
-    return pd.concat([df, stats])
+    n, mean = len(df), df.mean()
+    std = df.std(ddof=1) if n > 1 else mean * np.nan
+    half = std * stats.t.ppf(0.975, n - 1) / math.sqrt(n) if n > 1 else mean * np.nan
+    stats_ = pd.DataFrame([mean, std, mean - half, mean + half], index=['mean', 'std', 'ci95 low', 'ci95 high'])
+    return pd.concat([df, stats_])
+
 
 # %% ../nbs/10_reproduce.ipynb #c023
 def ablation_table(groups: dict,          # {ablation row: [results]}; must hold 'full model'
@@ -360,23 +371,25 @@ class Experiment:
 # %% ../nbs/10_reproduce.ipynb #c034
 def table1_experiment(ex: Experiment) -> dict:
     "Table 1 (strings), its banner, per-data-set paired differences SC-EGG minus baseline, and the runs."
-    groups, allres, diffs = {}, [], {}
+    groups, allres, diffs, scen_diffs = {}, [], {}, {}
     for ds in ex.datasets:
         g = {m: [ex.run(ds, {'method': m, 'seed': s}) for s in ex.seed_list(ds)] for m in ('sc-egg', 'tf-vaegan')}
         check_table_runs(g['sc-egg'] + g['tf-vaegan'], axes=('method', 'seed'))
         groups[ds] = g; allres += g['sc-egg'] + g['tf-vaegan']
         diffs[ds] = {p: paired_differences(g['sc-egg'], g['tf-vaegan'], p) for p in PROTOCOLS}
+        scen_diffs[ds] = {p: paired_differences(g['sc-egg'], g['sc-egg'], p, kind_b='scen_alone') for p in PROTOCOLS}
     compare = ex.preset == 'paper'
-    return {'table': table1(groups, compare_paper=compare), 'banner': banner(allres), 'diffs': diffs,
+    return {'table': table1(groups, compare_paper=compare), 'banner': banner(allres), 'diffs': diffs, 'scen_diffs': scen_diffs,
             'groups': groups, 'results': allres, 'headline': table1(groups, competitors=False, protocols=('validation',))}
 
 def ablation_experiment(ex: Experiment) -> dict:
-    "Table 2 per data set (first seed), with banner."
+    "Table 2 per data set (first seed; all seeds for the full model and the preset's `ablation_all_seeds` rows), with banner."
     out = {}
     for ds in ex.datasets:
-        s = ex.seed_list(ds, 1)[0]
-        g = {name: [ex.run(ds, {**o, 'seed': s})] for name, o in ABLATIONS.items()}
-        res = [r[0] for r in g.values()]
+        every = ('full model', *ex.spec.get('ablation_all_seeds', ()))
+        seeds = {name: ex.seed_list(ds, None if name in every and len(every) > 1 else 1) for name in ABLATIONS}
+        g = {name: [ex.run(ds, {**o, 'seed': s}) for s in seeds[name]] for name, o in ABLATIONS.items()}
+        res = [r for rs in g.values() for r in rs]
         axes = sorted({k for o in ABLATIONS.values() for k in o})
         check_table_runs(res, axes)
         out[ds] = {'table': ablation_table(g), 'banner': banner(res), 'results': res, 'axes': axes}
@@ -654,8 +667,54 @@ def attention_experiment(ex: Experiment, n_images: int = 3, top: int = 8, cub_ro
         out[ds] = d
     return out
 
+# %% ../nbs/10_reproduce.ipynb #c045b
+def curve_frame(results: list,             # results.json dicts of one method, one per seed
+                view: str = 'test',         # 'test' (the test splits) or 'validation' (the validation view)
+                clf_epoch: int = -1) -> pd.DataFrame:   # which classifier epoch to read (-1: the last)
+    "Long table gan_epoch, seed, Acc, U, S, H (percent) of each run's curves at classifier epoch `clf_epoch`."
+    rows = []
+    for r in results:
+        for e, c in enumerate(r['curves'][view]):
+            rows.append({'gan_epoch': e + 1, 'seed': r['seed'], **{LABELS[m]: 100.0 * c[m][clf_epoch] for m in METRICS}})
+    return pd.DataFrame(rows)
+
+def plot_learning_curves(groups: dict,      # {label: [results per seed]}, e.g. {'SC-EGG': [...], 'TF-VAEGAN baseline': [...]}
+                         scen_alone: list | None = None,   # results holding 'scen_alone' (SCEN's own classifier)
+                         view: str = 'test', title: str = ''):
+    "CZSL Acc and GZSL H against the GAN epoch: mean over seeds, min-max band; SCEN alone as a dashed line."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, m in zip(axs, ('Acc', 'H')):
+        for i, (label, res) in enumerate(groups.items()):
+            d = curve_frame(res, view).groupby('gan_epoch')[m].agg(['mean', 'min', 'max'])
+            n = len({r['seed'] for r in res})
+            ax.plot(d.index, d['mean'], color=f'C{i}', label=f'{label} (n={n})')
+            if n > 1: ax.fill_between(d.index, d['min'], d['max'], color=f'C{i}', alpha=.2, lw=0)
+        if scen_alone:
+            v = [metrics_of(r, 'scen_alone')[{'Acc': 'czsl_acc', 'H': 'H'}[m]] for r in scen_alone if r.get('scen_alone')]
+            if v: ax.axhline(float(np.mean(v)), color='k', ls='--', lw=1, label=f'SCEN alone (n={len(v)})')
+        ax.set_xlabel('GAN epoch'); ax.set_ylabel(f"{'CZSL Acc' if m == 'Acc' else 'GZSL H'} (%)"); ax.grid(alpha=.3)
+    axs[0].legend(fontsize=8)
+    split = 'test splits' if view == 'test' else 'validation view'
+    fig.suptitle((title + ': ' if title else '') + f'{split}, last classifier epoch, mean over seeds (band: min-max)', fontsize=9)
+    fig.tight_layout()
+    return fig
+
+def curves_experiment(ex: Experiment) -> dict:
+    "Learning curves of SC-EGG and the baseline over the Table 1 seeds, per data set (runs shared with Table 1)."
+    out = {}
+    for ds in ex.datasets:
+        g = {m: [ex.run(ds, {'method': m, 'seed': s}) for s in ex.seed_list(ds)] for m in ('sc-egg', 'tf-vaegan')}
+        res = g['sc-egg'] + g['tf-vaegan']
+        check_table_runs(res, axes=('method', 'seed'))
+        groups = {'SC-EGG': g['sc-egg'], 'TF-VAEGAN baseline': g['tf-vaegan']}
+        frames = {v: pd.concat([curve_frame(r, v).assign(method=k) for k, r in groups.items()], ignore_index=True)
+                  for v in ('test', 'validation')}
+        out[ds] = {'groups': groups, 'results': res, 'frames': frames}
+    return out
+
 # %% ../nbs/10_reproduce.ipynb #c046
-NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity')
+NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
 
 def experiments_dir() -> Path:
     "The folder of the experiment notebooks (nbs/experiments beside the package, in a source checkout)."
