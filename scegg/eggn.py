@@ -392,7 +392,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     model.eval()
     return EGGNResult(model=model, cfg=cfg, history=history, lambda_gp=lam)
 
-# %% ../nbs/07_eggn.ipynb #c031
+# %% ../nbs/07_eggn.ipynb #c033
 def synthesize(model,           # an EGGN or an EGGNResult
                classes, num: int, att, a2: float = 0.0,
                generator: torch.Generator | None = None, chunk: int = 8192):
@@ -426,7 +426,7 @@ def evaluate_epoch(model, x_trainval, y_trainval, att, seen, unseen,
     model.train(was)
     return out
 
-# %% ../nbs/07_eggn.ipynb #c033
+# %% ../nbs/07_eggn.ipynb #c035
 def fabricated_zsl(C: int = 20, n_seen: int = 10, K: int = 16, D: int = 32, n: int = 30,
                    noise: float = 0.1, seed: int = 0) -> dict:
     "A tiny well-separated ZSL problem for tests: x = sigmoid(att @ W + noise), att rows L2-normalised."
