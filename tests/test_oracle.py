@@ -5,11 +5,10 @@ passes, one SCEN stage-1 and stage-2 RMSprop step, the gradient penalty and one 
 (without and with the feedback pass) are compared entry by entry. The stage-3 iteration runs through
 `scegg.eggn.stage3_iteration`, the function `train_eggn` calls, with the released code's random draws supplied.
 """
-import math
 import pytest, torch
 import torch.nn.functional as F
 from conftest import shared_data
-from scegg.scen import SCEN, L_LCE, L_GCE, semantic_consistency_loss, stage1_loss, _rmsprop, SCENConfig
+from scegg.scen import SCEN, L_LCE, L_GCE, semantic_consistency_loss, stage1_loss, stage2_loss, _rmsprop, SCENConfig
 from scegg.eggn import (EGGN, EGGNConfig, weighted_l1, vae_loss, gradient_penalty, _optimisers, stage3_iteration,
                         CriticDraws, GeneratorDraws)
 
@@ -143,7 +142,7 @@ def test_stage1_step(fwd, step12):
     s = scen_from(fwd)
     params = [*s.len_.parameters(), *s.gen.parameters()]
     opt = _rmsprop(params, SCENConfig())
-    loss = stage1_loss(s, fwd['F'].flatten(2), fwd['labels'], fwd['seen'], SCENConfig())
+    loss = stage1_loss(s, fwd['F'].flatten(2), fwd['labels'], fwd['seen'], SCENConfig())   # what fit_scen steps on
     _close(loss, step12['stage1_loss'], 1e-4, what='stage1_loss')
     opt.zero_grad(); loss.backward()
     ours = dict(s.named_parameters())
@@ -158,7 +157,7 @@ def test_stage2_step(fwd, step12):
     s = scen_from(fwd)
     opt = _rmsprop(list(s.cls_g.parameters()), SCENConfig())
     with torch.no_grad(): l = s.len_(fwd['F'].flatten(2)).logits
-    loss = semantic_consistency_loss(s.cls_g(fwd['x_tilde']), l)
+    loss = stage2_loss(s, fwd['x_tilde'], l, fwd['labels'], fwd['seen'], SCENConfig())   # what fit_scen steps on
     _close(loss, step12['stage2_loss'], 1e-4, what='stage2_loss')
     opt.zero_grad(); loss.backward()
     ours = dict(s.named_parameters())
