@@ -20,8 +20,9 @@ from .scen import ClassBalancedSampler
 
 # %% auto #0
 __all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback', 'EGGN',
-           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'check_eggn_config',
-           'train_eggn', 'synthesize', 'evaluate_epoch', 'fabricated_zsl']
+           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'CriticDraws',
+           'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_step', 'generator_step', 'stage3_iteration',
+           'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch', 'fabricated_zsl']
 
 # %% ../nbs/07_eggn.ipynb #c006
 @dataclass
@@ -143,9 +144,9 @@ class EGGN(nn.Module):
 
 # %% ../nbs/07_eggn.ipynb #c016
 def weighted_l1(pred, target):
-    "sum_i sum_k w_ik |e_ik| / B with e = pred - target, w_ik = e_ik^2 / sum_k e_ik^2 (not detached)."
+    "sum_i sum_k w_ik |e_ik| / B with e = pred - target, w_ik = e_ik^2 / ||e_i||_2 (not detached)."
     e = pred - target
-    w = e.pow(2) / e.pow(2).sum(1, keepdim=True)
+    w = e.pow(2) / e.pow(2).sum(1, keepdim=True).sqrt()
     return (w * e.abs()).sum() / pred.shape[0]
 
 def vae_loss(recon, x, mu, logvar):
@@ -155,9 +156,10 @@ def vae_loss(recon, x, mu, logvar):
     return bce + kld
 
 # %% ../nbs/07_eggn.ipynb #c022
-def gradient_penalty(critic, real, fake, att, lam: float, generator: torch.Generator | None = None):
+def gradient_penalty(critic, real, fake, att, lam: float, generator: torch.Generator | None = None,
+                     alpha: torch.Tensor | None = None): # (B, 1) interpolation weights; drawn U(0, 1) when None
     "(lam * m, m) with m = E[(||grad_x D(x_hat, a)|| - 1)^2] on random interpolates x_hat."
-    alpha = torch.rand(real.shape[0], 1, generator=generator, device=real.device)
+    if alpha is None: alpha = torch.rand(real.shape[0], 1, generator=generator, device=real.device)
     xh = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
     out = critic(xh, att)
     grad, = torch.autograd.grad(out, xh, torch.ones_like(out), create_graph=True)
@@ -179,12 +181,118 @@ class EGGNResult:
     lambda_gp: float = 10.0
 
 def _optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
+    "Adam for each module (train_SUN.py:242-251): E with the default betas, the others with (0.5, 0.999)."
     A = torch.optim.Adam
     return dict(encoder=A(model.encoder.parameters(), lr=cfg.lr),
                 generator=A(model.generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
                 critic=A(model.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
                 decoder=A(model.decoder.parameters(), lr=cfg.dec_lr, betas=(0.5, 0.999)),
                 feedback=A(model.feedback.parameters(), lr=cfg.feed_lr, betas=(0.5, 0.999)))
+
+@dataclass
+class CriticDraws:
+    "The random draws of one critic step."
+    idx: torch.Tensor     # (B,) rows of x: the class-balanced batch
+    eps: torch.Tensor     # (B, latent): z = mu + sigma * eps (z = eps when encoded_noise is off)
+    alpha: torch.Tensor   # (B, 1): interpolation weights of the gradient penalty
+
+@dataclass
+class GeneratorDraws:
+    "The random draws of one generator step."
+    idx: torch.Tensor                          # (B,) rows of x
+    eps: torch.Tensor                          # (B, latent): z_E = mu + sigma * eps
+    unseen_labels: torch.Tensor | None = None  # (B,) unseen class ids of the unseen guidance (None: unguided)
+    unseen_noise: torch.Tensor | None = None   # (B, latent): z of the unseen fakes
+    noise: torch.Tensor | None = None          # (B, latent): z of the critic's fake when encoded_noise is off
+
+def draw_critic(sampler, gd: torch.Generator, latent: int, device) -> CriticDraws:
+    "Batch (sampler), then eps, then alpha (generator `gd`): the released order of draws."
+    idx = sampler.sample().to(device)
+    eps = torch.randn(len(idx), latent, generator=gd, device=device)
+    return CriticDraws(idx, eps, torch.rand(len(idx), 1, generator=gd, device=device))
+
+def draw_generator(sampler, gd: torch.Generator, latent: int, device, unseen=None, # unseen class ids; None: no guidance
+                   encoded_noise: bool = True) -> GeneratorDraws:
+    "Batch, eps, (fake noise when encoded_noise is off), then unseen labels and their noise."
+    idx = sampler.sample().to(device)
+    randn = lambda: torch.randn(len(idx), latent, generator=gd, device=device)
+    d = GeneratorDraws(idx, randn())
+    if not encoded_noise: d.noise = randn()
+    if unseen is not None:
+        d.unseen_labels = unseen[torch.randint(len(unseen), (len(idx),), generator=gd, device=device)]
+        d.unseen_noise = randn()
+    return d
+
+def critic_step(model: EGGN, opts: dict, x, y, att, draws: CriticDraws, lam: float, cfg: EGGNConfig,
+                a1: float = 0.0) -> dict:
+    "One critic step (train_SUN.py:286-342): Dec steps on real features, then D on the WGAN-GP loss. Returns its losses."
+    E, G, Dc, Dec = model.encoder, model.generator, model.critic, model.decoder
+    xr, a = x[draws.idx], att[y[draws.idx]]
+    opts['decoder'].zero_grad(set_to_none=True); opts['critic'].zero_grad(set_to_none=True)
+    dec_loss = cfg.recons_weight * weighted_l1(Dec(xr)[0], a)      # r WL1(Dec(x~), a)
+    dec_loss.backward()
+    opts['decoder'].step()
+    with torch.no_grad():
+        if cfg.encoded_noise:
+            mu, lv = E(xr, a); z = draws.eps * torch.exp(0.5 * lv) + mu
+        else: z = draws.eps
+        fake = model.generate(z, a, a1)
+    # L_D = gammaD (D(fake) - D(x~)) + gammaD * lambda * m
+    d_real = cfg.gammaD * Dc(xr, a).mean()
+    d_fake = cfg.gammaD * Dc(fake, a).mean()
+    gp, m = gradient_penalty(Dc, xr, fake, a, lam, alpha=draws.alpha)
+    gp = cfg.gammaD * gp
+    d_cost = d_fake - d_real + gp
+    d_cost.backward()
+    opts['critic'].step()
+    return dict(dec_loss=dec_loss.detach(), d_real=d_real.detach(), d_fake=d_fake.detach(), gp=gp.detach(),
+                gp_m=m.detach(), wasserstein=(d_real - d_fake).detach(), d_cost=d_cost.detach(), fake=fake)
+
+def generator_step(model: EGGN, opts: dict, x, y, att, draws: GeneratorDraws, cfg: EGGNConfig, a1: float = 0.0,
+                   guide: Callable | None = None) -> dict:
+    "One generator step (train_SUN.py:352-463): L_G back-propagated once; E, G, (F), (Dec) step. Returns its terms."
+    E, Dc, Dec = model.encoder, model.critic, model.decoder
+    xr, ys = x[draws.idx], y[draws.idx]
+    a = att[ys]
+    Dc.requires_grad_(False)
+    Dec.requires_grad_(not cfg.freeze_dec)
+    for k in ('encoder', 'generator', 'decoder', 'feedback'): opts[k].zero_grad(set_to_none=True)
+    mu, lv = E(xr, a)
+    z = draws.eps * torch.exp(0.5 * lv) + mu
+    recon = model.generate(z, a, a1)                                   # feedback fake in pass 2
+    t = dict(vae=vae_loss(recon, xr, mu, lv))                          # L_VAE
+    total = t['vae']
+    if guide is not None:
+        # + 1.0 CE(CLS_g(G(z_E, a)), y_s) + 0.001 CE(CLS_g(G(z, a_u)), y_u), over all C classes
+        t['guide_seen'] = F.cross_entropy(guide(recon), ys)
+        total = total + cfg.guide_seen * t['guide_seen']
+        yu = draws.unseen_labels
+        xu = model.generator(draws.unseen_noise, att[yu])              # no feedback (train_SUN.py:408)
+        t['guide_unseen'] = F.cross_entropy(guide(xu), yu)
+        total = total + cfg.guide_unseen * t['guide_unseen']
+    fake = recon if cfg.encoded_noise else model.generate(draws.noise, a, a1)
+    t['critic_fake_mean'] = Dc(fake, a).mean()
+    total = total - cfg.gammaG * t['critic_fake_mean']                 # - gammaG E[D(G(z_E, a), a)]
+    t['recons'] = weighted_l1(Dec(fake)[0], a)
+    total = total + cfg.recons_weight * t['recons']                    # + r WL1(Dec(G(z_E, a)), a)
+    total.backward()
+    opts['encoder'].step(); opts['generator'].step()
+    if a1 != 0: opts['feedback'].step()
+    if not cfg.freeze_dec: opts['decoder'].step()
+    Dc.requires_grad_(True); Dec.requires_grad_(True)
+    t['total'] = total
+    return {k: v.detach() for k, v in t.items()}
+
+def stage3_iteration(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNConfig,
+                     critic_draws: list,       # critic_iters CriticDraws
+                     gen_draws: GeneratorDraws,
+                     a1: float = 0.0,          # feedback weight of this pass (0 in pass 1)
+                     guide: Callable | None = None) -> tuple[float, list, dict]:
+    "One generator iteration: the critic steps, the lambda update, the generator step. (new lambda, critic records, generator terms)."
+    crit = [critic_step(model, opts, x, y, att, d, lam, cfg, a1) for d in critic_draws]
+    lam = update_lambda(lam, sum(float(c['gp_m']) for c in crit) / len(crit))
+    gen = generator_step(model, opts, x, y, att, gen_draws, cfg, a1, guide)
+    return lam, crit, gen
 
 _CKPT = 'eggn_last.pt'
 _RESUME_FREE = {'epochs', 'checkpoint_every'}  # settings a resumed run may change
@@ -247,13 +355,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     guide_params = list(guide.parameters()) if isinstance(guide, nn.Module) else []
     guide_flags = [p.requires_grad for p in guide_params]
     for p in guide_params: p.requires_grad_(False)
-    randn = lambda *s: torch.randn(*s, generator=gd, device=dev)
-    E, G, Dc, Dec = model.encoder, model.generator, model.critic, model.decoder
     steps = math.ceil(N / cfg.batch_size)
-
-    def batch():
-        idx = sampler.sample().to(dev)
-        return x[idx], att[y[idx]], y[idx]
 
     try:
         for epoch in range(start, cfg.epochs):
@@ -262,55 +364,15 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
             for loop in (0, 1):
                 a1 = cfg.a1 if loop == 1 else 0.0    # a1 == 0: feedback skipped, F never steps
                 for _ in range(steps):
-                    # critic steps
-                    Dc.requires_grad_(True); Dec.requires_grad_(True)
-                    m_sum = 0.0
-                    for _ in range(cfg.critic_iters):
-                        xr, a, _ = batch()
-                        # Dec on real features: r * WL1(Dec(x~), a)
-                        opts['decoder'].zero_grad(set_to_none=True)
-                        (cfg.recons_weight * weighted_l1(Dec(xr)[0], a)).backward()
-                        opts['decoder'].step()
-                        with torch.no_grad():
-                            if cfg.encoded_noise:
-                                mu, lv = E(xr, a); z = mu + torch.exp(0.5 * lv) * randn(*mu.shape)
-                            else: z = randn(len(xr), model.latent)
-                            fake = model.generate(z, a, a1)
-                        # L_D = gammaD (D(fake) - D(x~)) + gammaD * lambda * m
-                        d_real, d_fake = Dc(xr, a).mean(), Dc(fake, a).mean()
-                        gp, m = gradient_penalty(Dc, xr, fake, a, lam, gd)
-                        loss_D = cfg.gammaD * (d_fake - d_real) + cfg.gammaD * gp
-                        opts['critic'].zero_grad(set_to_none=True)
-                        loss_D.backward()
-                        opts['critic'].step()
-                        m_sum += float(m.detach())
-                        sums['loss_D'] += float(loss_D.detach()); sums['wasserstein'] += float((d_real - d_fake).detach())
-                    lam = update_lambda(lam, m_sum / cfg.critic_iters)
-                    sums['m'] += m_sum / cfg.critic_iters
-                    # generator step
-                    Dc.requires_grad_(False)
-                    if cfg.freeze_dec: Dec.requires_grad_(False)
-                    xr, a, ys = batch()
-                    mu, lv = E(xr, a)
-                    z = mu + torch.exp(0.5 * lv) * randn(*mu.shape)
-                    recon = model.generate(z, a, a1)
-                    loss = vae_loss(recon, xr, mu, lv)                         # L_VAE
-                    fake = recon if cfg.encoded_noise else model.generate(randn(*mu.shape), a, a1)
-                    loss = loss - cfg.gammaG * Dc(fake, a).mean()              # - gammaG E[D(G(z_E, a), a)]
-                    loss = loss + cfg.recons_weight * weighted_l1(Dec(fake)[0], a)  # + r WL1(Dec(G(z_E, a)), a)
-                    if use_guide:
-                        # + 1.0 CE(CLS_g(G(z_E, a)), y_s) + 0.001 CE(CLS_g(G(z, a_u)), y_u), over all C classes
-                        loss = loss + cfg.guide_seen * F.cross_entropy(guide(recon), ys)
-                        yu = unseen_dev[torch.randint(len(unseen_dev), (len(xr),), generator=gd, device=dev)]
-                        xu = model.generate(randn(len(xr), model.latent), att[yu], a1)
-                        loss = loss + cfg.guide_unseen * F.cross_entropy(guide(xu), yu)
-                    for k in ('encoder', 'generator', 'decoder', 'feedback'): opts[k].zero_grad(set_to_none=True)
-                    loss.backward()
-                    opts['encoder'].step(); opts['generator'].step()
-                    if a1 != 0: opts['feedback'].step()
-                    if not cfg.freeze_dec: opts['decoder'].step()
-                    sums['loss_G'] += loss.item(); n_g += 1
-            Dc.requires_grad_(True); Dec.requires_grad_(True)
+                    cd = [draw_critic(sampler, gd, model.latent, dev) for _ in range(cfg.critic_iters)]
+                    gdr = draw_generator(sampler, gd, model.latent, dev, unseen_dev if use_guide else None,
+                                         cfg.encoded_noise)
+                    lam, crit, gen = stage3_iteration(model, opts, x, y, att, lam, cfg, cd, gdr, a1,
+                                                      guide if use_guide else None)
+                    sums['m'] += sum(float(c['gp_m']) for c in crit) / len(crit)
+                    sums['loss_D'] += sum(float(c['d_cost']) for c in crit)
+                    sums['wasserstein'] += sum(float(c['wasserstein']) for c in crit)
+                    sums['loss_G'] += float(gen['total']); n_g += 1
             rec = dict(epoch=epoch, lambda_gp=lam, loss_D=sums['loss_D'] / (n_g * cfg.critic_iters),
                        wasserstein=sums['wasserstein'] / (n_g * cfg.critic_iters), gp_m=sums['m'] / n_g,
                        loss_G=sums['loss_G'] / n_g, seconds=time.perf_counter() - t0)
@@ -330,7 +392,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     model.eval()
     return EGGNResult(model=model, cfg=cfg, history=history, lambda_gp=lam)
 
-# %% ../nbs/07_eggn.ipynb #c031
+# %% ../nbs/07_eggn.ipynb #c033
 def synthesize(model,           # an EGGN or an EGGNResult
                classes, num: int, att, a2: float = 0.0,
                generator: torch.Generator | None = None, chunk: int = 8192):
@@ -364,7 +426,7 @@ def evaluate_epoch(model, x_trainval, y_trainval, att, seen, unseen,
     model.train(was)
     return out
 
-# %% ../nbs/07_eggn.ipynb #c033
+# %% ../nbs/07_eggn.ipynb #c035
 def fabricated_zsl(C: int = 20, n_seen: int = 10, K: int = 16, D: int = 32, n: int = 30,
                    noise: float = 0.1, seed: int = 0) -> dict:
     "A tiny well-separated ZSL problem for tests: x = sigmoid(att @ W + noise), att rows L2-normalised."

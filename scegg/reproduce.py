@@ -64,7 +64,7 @@ ABLATIONS = {  # row -> overrides of the full model
     'baseline (TF-VAEGAN on backbone features)': {'method': 'tf-vaegan'},
     'w/o L_LCE': {'scen.use_lce': False},
     'w/o L_GCE': {'scen.use_gce': False},
-    'w/o stage-2 consistency regression': {'scen.use_stage2': False},
+    'w/o stage-2 consistency regression': {'scen.cls_g_loss': 'ce'},  # CLS_g trained by seen-class CE, not L_SCR
     'w/o embedding-guided loss': {'eggn.use_guidance': False},
     'MLP instead of mean compression at run time': {'scen.runtime_compression': 'mlp'},
 }

@@ -19,8 +19,8 @@ from .core import (SceggError, check, torch_save, seed_everything, resolve_devic
 
 # %% auto #0
 __all__ = ['SCENConfig', 'LENOutput', 'LEN', 'GEN', 'CLS_g', 'SCEN', 'L_LCE', 'L_GCE', 'semantic_consistency_loss',
-           'MinMaxScaler', 'ClassBalancedSampler', 'toy_benchmark', 'TrainedSCEN', 'fit_scen', 'dense_features',
-           'attention_maps', 'scen_local_logits', 'scen_zsl_eval']
+           'MinMaxScaler', 'ClassBalancedSampler', 'toy_benchmark', 'TrainedSCEN', 'stage1_loss', 'stage2_loss',
+           'fit_scen', 'dense_features', 'attention_maps', 'scen_local_logits', 'scen_zsl_eval']
 
 # %% ../nbs/05_scen.ipynb #c005
 @dataclass
@@ -36,7 +36,7 @@ class SCENConfig:
     lambda_gce: float = 1.0       # weight of L_GCE in stage 1
     use_lce: bool = True          # ablation switch for L_LCE
     use_gce: bool = True          # ablation switch for L_GCE
-    use_stage2: bool = True       # False: the stage-1 linear classifier guides EGGN instead of CLS_g
+    cls_g_loss: str = 'scr'       # stage-2 loss of CLS_g: 'scr' (L_SCR, the method) or 'ce' (ablation, see stage 2)
     runtime_compression: str = 'mean'  # 'mean' (released) or 'mlp': the compression giving x~ after stage 1
     cls_hidden: int = 1024        # hidden width of CLS_g
     fill_batch: bool = True       # fill batches to batch_size when C_s < batch_size (released: False)
@@ -49,6 +49,7 @@ class SCENConfig:
 def _check_config(cfg: SCENConfig):
     check(cfg.runtime_compression in ('mean', 'mlp'),
           f"runtime_compression={cfg.runtime_compression!r}: expected 'mean' or 'mlp'")
+    check(cfg.cls_g_loss in ('scr', 'ce'), f"cls_g_loss={cfg.cls_g_loss!r}: expected 'scr' or 'ce'")
     check(cfg.batch_size >= 1, f'batch_size={cfg.batch_size}: expected at least 1')
     check(cfg.stage1_iters >= 0 and cfg.stage2_iters >= 0, 'stage1_iters and stage2_iters must be >= 0')
     check(cfg.use_lce or cfg.use_gce or cfg.stage1_iters == 0,
@@ -271,9 +272,8 @@ class TrainedSCEN:
         return self.scaler.transform(self.compressed(F)[0])
 
     def guide(self, x_scaled: torch.Tensor) -> torch.Tensor:
-        "Guiding-classifier logits (n, C) for scaled features x~: CLS_g, or the stage-1 classifier without stage 2."
-        if self.cfg.use_stage2: return self.scen.cls_g(x_scaled)
-        return self.scen.gen.classifier(self.scaler.inverse_transform(x_scaled))
+        "Guiding-classifier logits (n, C) for scaled features x~: CLS_g."
+        return self.scen.cls_g(x_scaled)
 
 # %% ../nbs/05_scen.ipynb #c035
 def _batches(n: int, bs: int):
@@ -319,6 +319,21 @@ def _init_training(data, maps, cfg: SCENConfig, device):
     return tv_ids, tv_y, seen, scen, gen_state, sampler
 
 # %% ../nbs/05_scen.ipynb #c037
+def stage1_loss(scen: SCEN, F: torch.Tensor, y, seen, cfg: SCENConfig) -> torch.Tensor:
+    "The stage-1 loss of one batch of maps F (B, D, R): lambda_LCE L_LCE(l) + lambda_GCE L_GCE(Linear(MLP(H)))."
+    o = scen.len_(F)
+    loss = torch.zeros((), device=F.device)
+    if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits, y, seen)
+    if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(scen.gen(o.H), y, seen)
+    return loss
+
+def stage2_loss(scen: SCEN, x_scaled: torch.Tensor, local_logits: torch.Tensor, y, seen, cfg: SCENConfig) -> torch.Tensor:
+    "The stage-2 loss of CLS_g on a batch of x~: L_SCR to the local logits, or (ablation 'ce') L_GCE to the labels."
+    out = scen.cls_g(x_scaled)
+    if cfg.cls_g_loss == 'scr': return semantic_consistency_loss(out, local_logits)
+    return L_GCE(out, y, seen)
+
+# %% ../nbs/05_scen.ipynb #c038
 def fit_scen(data,                       # dataset with att, word_vectors, seen, unseen, splits (ZSLDataset fields)
              maps,                       # MapSource: maps(ids) -> (n, D, R)
              cfg: SCENConfig | None = None,
@@ -379,13 +394,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
     # Stage 1: LEN + GEN with L_LCE + L_GCE on seen classes.
     if done < 1:
         def step1(pos):
-            F = maps.maps(tv_ids[pos.numpy()]).to(device)
-            y = tv_y_d[pos.to(device)]
-            o = scen.len_(F)
-            loss = torch.zeros((), device=device)
-            if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits, y, seen_d)
-            if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(scen.gen(o.H), y, seen_d)
-            return loss
+            return stage1_loss(scen, maps.maps(tv_ids[pos.numpy()]).to(device), tv_y_d[pos.to(device)], seen_d, cfg)
         scen.train()
         run('stage1', cfg.stage1_iters, [*scen.len_.parameters(), *scen.gen.parameters()], step1)
         save('stage2', 0, None)
@@ -398,13 +407,13 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
         x_t = scaler.transform(x)
         def step2(pos):
             pos = pos.to(device)
-            return semantic_consistency_loss(scen.cls_g(x_t[pos]), l[pos])
-        if cfg.use_stage2: run('stage2', cfg.stage2_iters, list(scen.cls_g.parameters()), step2)
+            return stage2_loss(scen, x_t[pos], l[pos], tv_y_d[pos], seen_d, cfg)
+        run('stage2', cfg.stage2_iters, list(scen.cls_g.parameters()), step2)
         save('done', 0, None)
     scen.eval()
     return TrainedSCEN(scen, scaler, cfg, history)
 
-# %% ../nbs/05_scen.ipynb #c045
+# %% ../nbs/05_scen.ipynb #c046
 @torch.no_grad()
 def dense_features(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: int | None = None) -> torch.Tensor:
     "x~ (n, D): MinMax-scaled compressed local features of images `ids`."
@@ -425,7 +434,7 @@ def attention_maps(trained: TrainedSCEN, maps, ids, device='cpu') -> dict:
     alpha = o.alpha.reshape(len(o.alpha), -1, Hh, Ww)
     return {'alpha': alpha, 'global_map': alpha.mean(1), 'scores': o.scores}
 
-# %% ../nbs/05_scen.ipynb #c048
+# %% ../nbs/05_scen.ipynb #c049
 def _per_class_acc(pred: torch.Tensor, y: torch.Tensor) -> float:
     "Mean over the classes present in y of the share of their images predicted correctly."
     pred, y = torch.as_tensor(pred).cpu(), torch.as_tensor(y).cpu()

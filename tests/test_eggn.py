@@ -4,7 +4,7 @@ import pytest, torch, torch.nn as nn
 torch.set_num_threads(1)  # tiny models: one thread is fastest, and avoids oversubscription on a shared CPU
 from scegg.core import SceggError
 from scegg.eggn import (EGGNConfig, EGGN, train_eggn, synthesize, evaluate_epoch, fabricated_zsl, weighted_l1,
-                        vae_loss, update_lambda)
+                        vae_loss, update_lambda, generator_step, GeneratorDraws, _optimisers)
 
 SMALL = dict(hidden=64, batch_size=32, syn_num=50, classifier_epochs=10, classifier_lr=1e-2, lr=1e-2)
 MECH = {**SMALL, 'critic_iters': 2}  # mechanics tests: fewer critic steps, same code path
@@ -107,7 +107,9 @@ def test_bad_inputs_raise():
 
 
 def test_losses_by_hand():
-    assert abs(float(weighted_l1(torch.tensor([[1., 2.]]), torch.zeros(1, 2))) - 1.8) < 1e-6
+    # released WeightedL1 (models/utils.py:19-23): sum_k |e_k|^3 / ||e||, averaged over rows
+    assert abs(float(weighted_l1(torch.tensor([[1., 2.]]), torch.zeros(1, 2))) - 9 / 5 ** 0.5) < 1e-6   # 4.0249
+    assert abs(float(weighted_l1(torch.tensor([[1., 2.], [0., -3.]]), torch.zeros(2, 2))) - (9 / 5 ** 0.5 + 9) / 2) < 1e-5
     v = vae_loss(torch.tensor([[0.5]]), torch.tensor([[1.]]), torch.zeros(1, 1), torch.zeros(1, 1))
     assert abs(float(v) - 0.6931472) < 1e-5
     lam = 10.
@@ -124,3 +126,35 @@ def test_bad_settings_fail_before_work():
     res = train_eggn(dz['x_trainval'], dz['y_trainval'], dz['att'], dz['seen'], dz['unseen'], EGGNConfig(**MECH, epochs=0))
     with pytest.raises(SceggError, match='num=0'):
         synthesize(res, dz['unseen'], 0, dz['att'])
+
+
+def _one_generator_step(cfg, dz, guide, a1=0.0):
+    D, K = dz['x_trainval'].shape[1], dz['att'].shape[1]
+    m = EGGN(cfg, D, K, generator=torch.Generator().manual_seed(0))
+    opts = _optimisers(m, cfg)
+    g = torch.Generator().manual_seed(1)
+    B = 8
+    draws = GeneratorDraws(torch.arange(B), torch.randn(B, K, generator=g),
+                           dz['unseen'][torch.randint(len(dz['unseen']), (B,), generator=g)], torch.randn(B, K, generator=g))
+    before = m.generator.fc1.weight.detach().clone()
+    t = generator_step(m, opts, dz['x_trainval'], dz['y_trainval'], dz['att'], draws, cfg, a1, guide)
+    return t, m, before
+
+
+@pytest.mark.parametrize('a1', [0.0, 0.5])
+def test_guidance_weights_enter_the_generator_loss(a1):
+    "Each guidance weight scales its own term of L_G: changing one changes the total by exactly (dw * term)."
+    dz = fabricated_zsl(seed=0)
+    C, D = len(dz['att']), dz['x_trainval'].shape[1]
+    guide = nn.Sequential(nn.Linear(D, 16), nn.LeakyReLU(0.01), nn.Linear(16, C)).requires_grad_(False)
+    base = EGGNConfig(**MECH, seed=0)
+    t1, m1, _ = _one_generator_step(base, dz, guide, a1)
+    for field, w in (('guide_unseen', 0.5), ('guide_seen', 3.0)):
+        t2, m2, _ = _one_generator_step(EGGNConfig(**{**MECH, field: w}, seed=0), dz, guide, a1)
+        for k in ('vae', 'guide_seen', 'guide_unseen', 'critic_fake_mean', 'recons'):
+            assert torch.equal(t1[k], t2[k]), (field, k)    # same state, same draws: same terms
+        expected = float(t1['total']) + (w - getattr(base, field)) * float(t1[field])
+        assert abs(float(t2['total']) - expected) < 1e-5 * max(1.0, abs(expected)), (field, float(t2['total']), expected)
+        assert not torch.equal(m1.generator.fc1.weight, m2.generator.fc1.weight), field
+    # the unseen guidance term is a real cross-entropy over all C classes, not a constant
+    assert float(t1['guide_unseen']) > 0
