@@ -23,6 +23,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'scegg.cli.cmd_data_download': ('cli.html#cmd_data_download', 'scegg/cli.py'),
                            'scegg.cli.cmd_data_extract': ('cli.html#cmd_data_extract', 'scegg/cli.py'),
                            'scegg.cli.cmd_data_synth': ('cli.html#cmd_data_synth', 'scegg/cli.py'),
+                           'scegg.cli.cmd_predict': ('cli.html#cmd_predict', 'scegg/cli.py'),
                            'scegg.cli.cmd_reproduce': ('cli.html#cmd_reproduce', 'scegg/cli.py'),
                            'scegg.cli.cmd_train': ('cli.html#cmd_train', 'scegg/cli.py'),
                            'scegg.cli.main': ('cli.html#main', 'scegg/cli.py'),
