@@ -182,16 +182,16 @@ def _cub_subset(mini: Path, out: Path, n_seen: int, n_unseen: int, per_seen: int
     return out.parent / 'seen.txt', out.parent / 'unseen.txt'
 
 
-@pytest.mark.skipif(not SLOW, reason='slow (about 2 min: extracts and trains on 156 real images): set SCEGG_SLOW=1')
+@pytest.mark.skipif(not SLOW, reason='slow (3-5 min on 2 CPU cores: extracts 190 real images, trains SCEN and EGGN): set SCEGG_SLOW=1')
 def test_cub_mini_run_predicts_unseen_birds(shared, tmp_path, capsys):
-    "Train a tiny real CUB-mini run (12 seen birds), then classify 40 images of 4 bird species it never saw."
+    "Train a tiny real CUB-mini run (30 seen birds, 4 images each), then classify 40 images of 4 bird species it never saw."
     mini = shared / 'CUB' / 'mini_dev'
     if not (mini / 'classes.txt').is_file(): pytest.skip(f'CUB-mini not found at {mini}')
-    seen_f, unseen_f = _cub_subset(mini, tmp_path / 'sub' / 'mini', 12, 4, 8, 10)
+    seen_f, unseen_f = _cub_subset(mini, tmp_path / 'sub' / 'mini', 30, 4, 4, 10)
     opts = {'cub_root': str(shared / 'CUB'), 'seen_classes_file': str(seen_f), 'unseen_classes_file': str(unseen_f)}
     cfg = pipeline.make_config('cub-mini', {'root': str(tmp_path / 'sub' / 'mini'), 'features_dir': str(tmp_path / 'features'), 'eszsl': False,
-                                            'scen.stage1_iters': 60, 'scen.stage2_iters': 60, 'scen.cls_hidden': 256,
-                                            'eggn.epochs': 4, 'eggn.hidden': 256, 'eggn.syn_num': 50})
+                                            'scen.stage1_iters': 100, 'scen.stage2_iters': 100, 'scen.cls_hidden': 256,
+                                            'eggn.epochs': 20, 'eggn.batch_size': 16, 'eggn.hidden': 256, 'eggn.syn_num': 50})
     cfg = dataclasses.replace(cfg, data_options=opts)
     pipeline.train(cfg, tmp_path / 'run', protocols=('paper',))
     data = pipeline.load_run_data(cfg)
@@ -202,8 +202,10 @@ def test_cub_mini_run_predicts_unseen_birds(shared, tmp_path, capsys):
     assert p.class_names == [data.class_names[i] for i in data.unseen]
     assert p.probs.shape == (40, 4) and p.alpha.shape == (40, 312, 7, 7) and p.global_map.shape == (40, 7, 7)
     torch.testing.assert_close(p.probs.sum(1), torch.ones(40))
-    acc = float((torch.as_tensor(data.unseen)[p.probs.argmax(1)] == torch.as_tensor(tu.labels)).float().mean())
-    assert acc > 0.25 + 0.1, f'top-1 accuracy {acc:.2f} on unseen birds does not beat chance (0.25)'
+    acc = lambda p: float((torch.as_tensor(data.unseen)[p.probs.argmax(1)] == torch.as_tensor(tu.labels)).float().mean())
+    # chance is 0.25; measured: 0.78 (final classifier), 0.65 (SCEN's scores)
+    assert acc(p) > 0.4, f'top-1 accuracy {acc(p):.2f} on unseen birds does not beat chance (0.25) clearly'
+    assert acc(predict(tmp_path / 'run', images=imgs, scorer='scen')) > 0.4
     # a new class set: two of the unseen birds, by their raw CUB attribute vectors
     two = [int(data.unseen[1]), int(data.unseen[3])]
     q = predict(tmp_path / 'run', images=imgs[:10], att=data.original_att[two], class_names=[data.class_names[i] for i in two])
