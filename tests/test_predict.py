@@ -182,7 +182,7 @@ def _cub_subset(mini: Path, out: Path, n_seen: int, n_unseen: int, per_seen: int
     return out.parent / 'seen.txt', out.parent / 'unseen.txt'
 
 
-@pytest.mark.skipif(not SLOW, reason='slow (3-5 min on 2 CPU cores: extracts 190 real images, trains SCEN and EGGN): set SCEGG_SLOW=1')
+@pytest.mark.skipif(not SLOW, reason='slow (10 min on 2 busy CPU cores, load 13: extracts 190 real images, trains SCEN and EGGN): set SCEGG_SLOW=1')
 def test_cub_mini_run_predicts_unseen_birds(shared, tmp_path, capsys):
     "Train a tiny real CUB-mini run (30 seen birds, 4 images each), then classify 40 images of 4 bird species it never saw."
     mini = shared / 'CUB' / 'mini_dev'
