@@ -119,7 +119,8 @@ def train_final_classifier(x, y,        # training features (N, D') and class id
                            eval_sets: dict, # name -> (x, y) scored after every epoch
                            lr: float = 1e-3, epochs: int = 25, batch_size: int = 300,
                            transform: Callable | None = None, # e.g. x -> [x, Dec(x), Dec_hidden(x)]
-                           seed: int = 0, device='cpu') -> dict:
+                           seed: int = 0, device='cpu',
+                           return_model: bool = False) -> dict:   # True: (curves, the trained nn.Linear)
     "Train Linear + log-softmax + NLL with Adam(lr, (0.5, 0.999)); per-class accuracy of each eval set per epoch."
     dev = resolve_device(device)
     classes = _as_long(classes).sort().values
@@ -148,7 +149,7 @@ def train_final_classifier(x, y,        # training features (N, D') and class id
             for k, (xe, ye) in evals.items():
                 pred = classes[torch.cat([model(xe[j:j + 16384]).argmax(1).cpu() for j in range(0, len(xe), 16384)])]
                 curves[k].append(per_class_accuracy(pred, ye))
-    return curves
+    return (curves, model) if return_model else curves
 
 # %% ../nbs/06_classify.ipynb #c019
 def zsl_curves(x_syn, y_syn,          # synthetic unseen features and their class ids

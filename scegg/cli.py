@@ -10,8 +10,8 @@ from pathlib import Path
 from .core import SceggError, check
 
 # %% auto #0
-__all__ = ['cmd_data_download', 'cmd_data_check', 'cmd_data_synth', 'cmd_data_extract', 'cmd_train', 'cmd_reproduce',
-           'summary_table', 'build_parser', 'main']
+__all__ = ['cmd_data_download', 'cmd_data_check', 'cmd_data_synth', 'cmd_data_extract', 'cmd_train', 'cmd_predict',
+           'cmd_reproduce', 'summary_table', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #c005
 def _parse_sets(pairs) -> dict:
@@ -71,6 +71,20 @@ def cmd_train(a):
     print(summary_table(r))
     print(f'results: {Path(a.out) / "results.json"}')
 
+def cmd_predict(a):
+    from scegg.predict import load_trained, read_class_file, predict, attention_figure
+    check(a.top >= 1, f'--top {a.top}: expected at least 1')
+    run = load_trained(a.run, a.device)
+    names, att = read_class_file(a.attributes, run) if a.attributes else (None, None)
+    pred = predict(run, images=a.images, att=att, class_names=names, gzsl=a.gzsl, scorer=a.scorer)
+    stems = {}
+    for i, (img, top) in enumerate(zip(a.images, pred.top(a.top))):
+        print(f'{img}  ({pred.mode.upper()}, {len(pred.class_names)} classes)')
+        for r, (n, p) in enumerate(top, 1): print(f'  {r}. {n:<40} {p:.3f}')
+        stem = Path(img).stem; k = stems[stem] = stems.get(stem, -1) + 1
+        name = f'{stem}-{k}.attention.png' if k else f'{stem}.attention.png'
+        print(f'  attention: {attention_figure(pred, i, img, Path(a.out) / name, run)}')
+
 def cmd_reproduce(a):
     from scegg.reproduce import reproduce
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
@@ -128,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--no-resume', dest='resume', action='store_false')
     t.add_argument('--force', action='store_true', help='overwrite a run folder of another configuration')
     t.set_defaults(func=cmd_train)
+
+    x = sub.add_parser('predict', help='classify images with a finished run: top classes and an attention figure per image')
+    x.add_argument('run', metavar='RUN', help='the --out folder of a finished `scegg train`')
+    x.add_argument('images', nargs='+', metavar='IMAGE')
+    x.add_argument('--attributes', '--classes-file', dest='attributes', default=None, metavar='FILE',
+                   help="classes to score, one a line: NAME V1 ... VK (the run's K attributes) or the NAME of a run class "
+                        "(default: the run's unseen classes)")
+    x.add_argument('--gzsl', action='store_true', help="score the run's seen classes too (GZSL)")
+    x.add_argument('--top', type=int, default=5, help='classes printed per image')
+    x.add_argument('--scorer', choices=('classifier', 'scen'), default='classifier',
+                   help="classifier: the run's final classifier (a new one from EGGN's synthetic features for other "
+                        "classes); scen: SCEN's attribute scores")
+    x.add_argument('--out', default='predictions', help='folder for the figures IMAGE.attention.png (default ./predictions)')
+    x.add_argument('--device', default='cpu')
+    x.set_defaults(func=cmd_predict)
 
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill -> tables and figures')
     r.add_argument('--preset', default='synthetic', help='synthetic | cub-mini | paper')

@@ -12,18 +12,18 @@ import numpy as np
 import torch
 
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
-                        config_diff, config_hash, provenance, progress)
+                        config_diff, config_hash, provenance, progress, torch_save)
 from .data import load_dataset, ZSLDataset
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_zsl_eval, MinMaxScaler, TrainedSCEN
 from .scen import _check_config as _check_scen
-from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validation
-from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch
+from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validation, train_final_classifier, transform_in_batches
+from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'RunConfig', 'make_config', 'differs_from_paper', 'data_dir', 'load_run_data',
-           'ensure_store', 'view_features', 'log_event', 'read_events', 'fit_view', 'protocol_results', 'run_eszsl',
-           'scen_dir', 'train', 'load_run']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'FINAL_CLASSIFIERS', 'RunConfig', 'make_config', 'differs_from_paper',
+           'data_dir', 'load_run_data', 'ensure_store', 'view_features', 'log_event', 'read_events',
+           'final_classifiers', 'fit_view', 'protocol_results', 'run_eszsl', 'scen_dir', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -216,7 +216,25 @@ def _stage_hooks(log, view: str):
         if 'eggn' not in started: started.add('eggn'); log(view=view, stage='eggn', start_epoch=epoch)
     return scen_cb, eggn_cb
 
-def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resume=True, log=None) -> dict:
+FINAL_CLASSIFIERS = 'final_classifiers.pt'   # in a view's folder: what `scegg.predict` classifies with
+
+def final_classifiers(model, x_tv, y_tv, att, seen, unseen, cfg, seed: int, device='cpu') -> dict:
+    "The CZSL and GZSL softmax classifiers exactly as `evaluate_epoch(model, ..., seed=seed)` trains them, kept."
+    dev = resolve_device(device)
+    model.eval()
+    xs, ys = synthesize(model, unseen, cfg.syn_num, att, cfg.a2, generator=torch.Generator().manual_seed(seed))
+    tf = lambda x: transform_in_batches(model.transform, torch.as_tensor(x).float().to(dev))
+    xs_t, tv_t = tf(xs), tf(x_tv)
+    kw = dict(lr=cfg.classifier_lr, epochs=cfg.classifier_epochs, batch_size=cfg.syn_num, device=dev, return_model=True)
+    seen, unseen = torch.as_tensor(seen).long(), torch.as_tensor(unseen).long()
+    _, cz = train_final_classifier(xs_t, ys, unseen, {}, seed=seed, **kw)
+    _, gz = train_final_classifier(torch.cat([tv_t, xs_t]), torch.cat([torch.as_tensor(y_tv).long(), ys]),
+                                   torch.cat([seen, unseen]), {}, seed=seed + 1, **kw)
+    return {'czsl': {k: v.cpu() for k, v in cz.state_dict().items()}, 'czsl_classes': unseen.sort().values,
+            'gzsl': {k: v.cpu() for k, v in gz.state_dict().items()}, 'gzsl_classes': torch.cat([seen, unseen]).sort().values,
+            'seed': seed}
+
+def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resume=True, log=None, keep=False) -> dict:
     "Train SCEN (if any) and EGGN on one view; per-GAN-epoch curves of the final classifiers on its eval splits."
     done = out / 'view.json'
     log = log or (lambda **e: None)
@@ -235,6 +253,12 @@ def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resum
     res = train_eggn(x_tv, y_tv, att, seen, unseen, cfg.eggn, guide=guide, device=device, eval_fn=eval_fn,
                      checkpoint_dir=out / 'eggn', resume=resume, on_epoch=eggn_cb)
     info['eggn_s'] = time.perf_counter() - t0
+    if keep and res.history:   # the last epoch's classifiers (same seed as its evaluation) and what they classify among
+        e = len(res.history) - 1
+        torch_save({**final_classifiers(res.model, x_tv, y_tv, att, seen, unseen, cfg.eggn, cfg.seed + 1000 * (e + 1), device),
+                    'gan_epoch': e, 'class_names': list(data.class_names), 'attribute_names': list(data.attribute_names),
+                    'att': att.cpu(), 'seen': seen, 'unseen': unseen, 'scen_dir': str(scen_dir) if scen_dir else None},
+                   out / FINAL_CLASSIFIERS)
     view = {'curves': res.history, 'scen': scen_metrics, 'wall_s': info,
             'sizes': {k: int(len(v[1])) for k, v in xs.items()}, 'n_seen': len(seen), 'n_unseen': len(unseen)}
     write_json(done, view)
@@ -328,7 +352,8 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     views['test'] = data
     curves = {}
     for name, view in views.items():
-        curves[name] = fit_view(view, maps, cfg, dev, out / name, scen_dir(cfg, view, out / name, scen_cache), resume, log)
+        curves[name] = fit_view(view, maps, cfg, dev, out / name, scen_dir(cfg, view, out / name, scen_cache), resume, log,
+                                keep=name == 'test')
         walls[name] = curves[name]['wall_s']
     results = {'method': cfg.method, 'dataset': cfg.dataset, 'seed': cfg.seed,
                'protocols': protocol_results(curves['test']['curves'],
