@@ -53,7 +53,7 @@ def cmd_data_extract(a):
     data = load_dataset(a.dataset, a.root)
     cfg = RunConfig(dataset=a.dataset, root=a.root, backbone=a.backbone, image_size=a.image_size,
                     features_dir=a.features_dir, extract_batch_size=a.batch_size)
-    print(ensure_store(data, cfg, dev))
+    print(ensure_store(data, cfg, dev, verify=True))
 
 _DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
                    'AWA2': 'paper-AWA2'}

@@ -144,7 +144,8 @@ def load_run_data(cfg: RunConfig) -> ZSLDataset:
         if not cfg.data_options or 'argument' not in str(e): raise
         raise SceggError(f'data_options {cfg.data_options} are not all options of the {cfg.dataset} loader ({e})') from e
 
-def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu'):
+def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
+                 verify: bool = False):  # read every chunk and extract damaged ones again (`scegg data extract`)
     "Open the feature store of `data` for `cfg.backbone`, extracting whatever is missing first."
     root = Path(cfg.features_dir) if cfg.features_dir else data_dir()
     path = store_dir(root, data.name.replace(':', '-'), cfg.backbone, cfg.image_size)
@@ -152,7 +153,8 @@ def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu'):
     if (path / 'manifest.json').exists() and open_store(path, require_complete=False).fingerprint != fp:
         # another image list under the same name (e.g. two synthetic presets): a folder of its own, nothing overwritten
         path = path.with_name(f'{path.name}-{fp[:8]}')
-    try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
+    try:
+        if not verify: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
     except SceggError:
         if (path / 'manifest.json').exists():
             s = open_store(path, require_complete=False)
