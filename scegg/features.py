@@ -370,14 +370,25 @@ class _Images(torch.utils.data.Dataset):
     def __init__(self, paths, ids, transform): self.paths, self.ids, self.transform = paths, ids, transform
     def __len__(self): return len(self.ids)
     def __getitem__(self, i):
+        "(image tensor, '') or, for an image that does not decode, (zeros, 'what failed'): extraction goes on and lists them all."
         p = self.paths[self.ids[i]]
         try:
             with Image.open(p) as im: img = im.convert('RGB')
         except Exception as e:
-            raise SceggError(f'cannot read image {p}: {type(e).__name__}: {e}') from e
-        return self.transform(img)
+            S = getattr(self.transform.transforms[0], 'size', 1)
+            return torch.zeros(3, S, S), f'{type(e).__name__}: {e}'.replace('\n', ' ')
+        return self.transform(img), ''
 
 # %% ../nbs/04_features.ipynb #c033
+def _bad_images(out_dir: Path, bad: list, rank: int = 0, world_size: int = 1):
+    "List every image that did not decode in `out_dir`/unreadable_images.txt and fail once, naming them."
+    f = out_dir / ('unreadable_images.txt' if world_size == 1 else f'unreadable_images.rank{rank}.txt')
+    with atomic_write(f) as fh: fh.write(''.join(f'{p}\t{e}\n' for p, e in bad))
+    if len(bad) == 1: raise SceggError(f'cannot read image {bad[0][0]}: {bad[0][1]} (listed in {f}; its chunk was not written)')
+    shown = ', '.join(f'{p} ({e})' for p, e in bad[:3])
+    raise SceggError(f'cannot read {len(bad)} images: {shown}{", ..." if len(bad) > 3 else ""}; all {len(bad)} are listed '
+                     f'in {f}; the chunks holding them were not written (fix or remove those images, then extract again)')
+
 @contextlib.contextmanager
 def _plain_worker_errors():
     "A SceggError raised in a DataLoader worker arrives wrapped in a traceback; keep only its sentence."
@@ -428,8 +439,13 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
         c = next(it)
         buf, fill = np.empty((min(chunk_size, n - c * chunk_size), *spec.shape), np.float16), 0
         bar = progress(total=len(rows), desc=f'{spec.name} features', unit='img')
+        if world_size == 1: (out_dir / 'unreadable_images.txt').unlink(missing_ok=True)   # from an earlier failed call
+        bad, bad_chunks, pos = [], set(), 0   # images that do not decode, and the chunks holding them (never written)
         with torch.inference_mode(), bar, _plain_worker_errors():
-            for x in loader:
+            for x, errs in loader:
+                for j, e in enumerate(errs):
+                    if e: bad.append((paths[rows[pos + j]], e)); bad_chunks.add(rows[pos + j] // chunk_size)
+                pos += len(errs)
                 x = x.to(dev, non_blocking=True)
                 if channels_last: x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
@@ -442,12 +458,14 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                     buf[fill:fill + take] = y[k:k + take]
                     fill, k = fill + take, k + take
                     if fill == len(buf):
-                        _write_chunk(out_dir, c, buf)
-                        extracted.append(c)
-                        if world_size == 1: store.refresh_manifest()
+                        if c not in bad_chunks:
+                            _write_chunk(out_dir, c, buf)
+                            extracted.append(c)
+                            if world_size == 1: store.refresh_manifest()
                         c = next(it, None)
                         if c is not None: buf, fill = np.empty((min(chunk_size, n - c * chunk_size), *spec.shape), np.float16), 0
                 bar.update(len(y))
+        if bad: _bad_images(out_dir, bad, rank, world_size)
     if not (out_dir / 'manifest.json').exists(): return None  # rank > 0 finished before rank 0 started
     store = FeatureStore(out_dir)
     if rank == 0: store.refresh_manifest()

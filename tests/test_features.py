@@ -147,3 +147,22 @@ def test_cli_extract_repairs_damaged_store(tmp_path, monkeypatch, capsys):
     assert main(args) == 0
     assert chunk.read_bytes() == good
     assert 'chunk 0' in capsys.readouterr().out                # says what it repaired
+
+
+def _truncated_jpeg(path, seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path, quality=95)
+    b = Path(path).read_bytes(); Path(path).write_bytes(b[:len(b) * 2 // 3])   # header intact, scan data cut
+
+
+def test_extraction_lists_every_bad_image_and_writes_no_chunk_with_one(tmp_path):
+    paths = _images(tmp_path, 6)
+    for i in (1, 4):
+        paths[i] = str(tmp_path / f'bad{i}.jpg'); _truncated_jpeg(paths[i], i)
+    with pytest.raises(SceggError) as e:
+        extract_features(paths, tmp_path / 's', backbone='simple_cnn', batch_size=2, chunk_size=2)
+    msg = str(e.value)
+    assert '\n' not in msg and msg.startswith('cannot read 2 images') and 'bad1.jpg' in msg and 'bad4.jpg' in msg
+    listed = (tmp_path / 's' / 'unreadable_images.txt').read_text().split('\n')
+    assert [Path(l.split('\t')[0]).name for l in listed if l] == ['bad1.jpg', 'bad4.jpg']
+    assert FeatureStore(tmp_path / 's').complete_chunks() == [1]     # chunks 0 and 2 hold a bad image: not written
