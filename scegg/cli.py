@@ -158,8 +158,8 @@ def main(argv=None) -> int:
         where = f' ({e.filename})' if e.filename else ''
         print(f'scegg: error: {e.strerror or e}{where}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print('scegg: interrupted; rerun the same command to resume', file=sys.stderr)
+    except KeyboardInterrupt as e:   # reproduce's Interrupted says what it kept
+        print(f"scegg: {str(e) or 'interrupted; rerun the same command to resume'}", file=sys.stderr)
         return 130
 
 # %% ../nbs/09_cli.ipynb #c011
