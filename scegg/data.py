@@ -618,7 +618,7 @@ def image_problems(path) -> list[str]:
 DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic')
 
 def load_dataset(name: str, root=None, **options) -> ZSLDataset:
-    "Open benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic') found under `root`."
+    "Benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic') under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
     canon = {d.lower(): d for d in DATASETS}
     key = canon.get(str(name).lower().replace('_', '-'))
     check(key is not None, f'unknown dataset {name!r}; expected one of {", ".join(DATASETS)}')

@@ -290,7 +290,7 @@ class FeatureStore:
 # %% ../nbs/04_features.ipynb #c025
 def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | None = None,
                image_size: int | None = None, require_complete: bool = True) -> FeatureStore:
-    "Open the feature store at `path`, checking it matches `image_paths`, `backbone` and `image_size` when given."
+    "The FeatureStore at `path` (maps(ids) -> (n, D, H*W) float32, pooled(ids) -> (n, D)), checked against `image_paths`, `backbone`, `image_size`."
     s = FeatureStore(path)
     if image_paths is not None:
         check(len(image_paths) == s.n_images and image_list_fingerprint(image_paths) == s.fingerprint,
@@ -404,7 +404,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                      dataset_name: str | None = None, amp: bool = False, channels_last: bool = False, ids=None,
                      rank: int = 0, world_size: int = 1, pretrained: bool = True, model: nn.Module | None = None,
                      verify: bool = True) -> FeatureStore:
-    "Compute the missing chunks of the feature store of `image_paths` in `out_dir` (all, or those holding `ids`)."
+    "Compute the missing or damaged chunks of the store of `image_paths` in `out_dir` (all, or those holding `ids`) -> its FeatureStore (N maps (D, H, W))."
     spec = get_backbone(backbone, image_size)
     n = len(image_paths)
     check(n > 0, 'extract_features got an empty image list')

@@ -88,6 +88,7 @@ REPRO_PRESETS = {
 }
 
 def repro_preset(name: str) -> dict:
+    "The reproduction preset `name` ('smoke', 'synthetic', 'cub-mini' or 'paper'): {'datasets', 'train', 'n_seeds', 'overrides', 'sweeps'}."
     check(name in REPRO_PRESETS, f"reproduction preset {name!r} is unknown; expected one of {', '.join(REPRO_PRESETS)}")
     return REPRO_PRESETS[name]
 
@@ -670,6 +671,7 @@ def tsne_experiment(ex: Experiment, n_classes: int = 10, n_syn: int | None = Non
     return out
 
 def plot_tsne(sets: dict, seed: int = 0, title: str = ''):
+    "A figure with one t-SNE panel (`tsne_panel`) per feature space in `sets` ({space name: embedding_sets(...)})."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
     for ax, (k, v) in zip(axs[0], sets.items()): tsne_panel(ax, v, k, seed)
@@ -828,7 +830,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               force: bool = False,          # delete the run cache first and train everything again
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
               verbose: bool = True) -> dict:
-    "Run the experiment notebooks with papermill -> summary dict; a failing notebook is reported and the others still run."
+    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
     t0 = time.time()
     out_dir = Path(out) / preset

@@ -181,3 +181,22 @@ def test_fig3_has_title_and_labelled_scores(tmp_path):
     fig = R.plot_attention(D, att, [0], top=2, title='Fig. 3 title')
     text = _figure_text(fig)
     assert 'Fig. 3 title' in text and 'score 0.70' in text
+
+
+# ---------------------------------------------------------------- item 7: public functions say presets and shapes
+def test_public_functions_have_docstrings():
+    import inspect, importlib
+    missing = [f'{m}.{n}' for m in ('scegg.pipeline', 'scegg.reproduce', 'scegg.classify', 'scegg.features', 'scegg.data')
+               for n in importlib.import_module(m).__all__
+               if inspect.isfunction(o := getattr(importlib.import_module(m), n)) and not (o.__doc__ or '').strip()]
+    assert missing == []
+
+
+def test_entry_point_docstrings_name_presets_and_shapes():
+    from scegg.pipeline import PRESETS, make_config, train, load_run
+    from scegg.data import load_dataset
+    from scegg.features import extract_features, open_store
+    for p in PRESETS: assert p in train.__doc__ and p in make_config.__doc__, p
+    for p in R.REPRO_PRESETS: assert p in R.reproduce.__doc__, p
+    assert "'protocols'" in train.__doc__ and "'ok'" in R.reproduce.__doc__ and "'eggn'" in load_run.__doc__
+    assert '(C, K)' in load_dataset.__doc__ and '(n, D, H*W)' in open_store.__doc__ and 'FeatureStore' in extract_features.__doc__
