@@ -53,7 +53,7 @@ def cmd_data_extract(a):
     data = load_dataset(a.dataset, a.root)
     cfg = RunConfig(dataset=a.dataset, root=a.root, backbone=a.backbone, image_size=a.image_size,
                     features_dir=a.features_dir, extract_batch_size=a.batch_size)
-    print(ensure_store(data, cfg, dev))
+    print(ensure_store(data, cfg, dev, verify=True))
 
 _DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
                    'AWA2': 'paper-AWA2'}
@@ -187,8 +187,8 @@ def main(argv=None) -> int:
         where = f' ({e.filename})' if e.filename else ''
         print(f'scegg: error: {e.strerror or e}{where}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print('scegg: interrupted; rerun the same command to resume', file=sys.stderr)
+    except KeyboardInterrupt as e:   # reproduce's Interrupted says what it kept
+        print(f"scegg: {str(e) or 'interrupted; rerun the same command to resume'}", file=sys.stderr)
         return 130
 
 # %% ../nbs/09_cli.ipynb #c011

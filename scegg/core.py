@@ -148,12 +148,41 @@ def provenance(device='cpu') -> dict:
             'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
 
 # %% ../nbs/00_core.ipynb #c022
+class _LogBar:
+    "Progress off a terminal (a log file, a papermill notebook): one plain line every `every` seconds and one at the end."
+    def __init__(self, it=None, total=None, desc='', initial=0, file=None, every=60.0, unit='it', **_):
+        self.it, self.desc, self.n, self.unit, self.file, self.every = it, desc or 'progress', initial, unit, file, every
+        self.total = total if total is not None else (len(it) + initial if hasattr(it, '__len__') else None)
+        self.t0 = self.last = time.monotonic(); self.postfix = ''
+    def _line(self):
+        if self.t0 is None: return
+        pct = f' ({100 * self.n / self.total:.0f} %)' if self.total else ''
+        print(f'{self.desc}: {self.n}/{self.total if self.total is not None else "?"} {self.unit}{pct}, '
+              f'{time.monotonic() - self.t0:.0f} s{self.postfix}', file=self.file or sys.stderr, flush=True)
+    def update(self, n=1):
+        self.n += n
+        if time.monotonic() - self.last >= self.every: self.last = time.monotonic(); self._line()
+    def __iter__(self):
+        for x in self.it:
+            yield x
+            self.update(1)
+        self.close()
+    def set_postfix(self, **kw): self.postfix = '; ' + ', '.join(f'{k}={v}' for k, v in kw.items())
+    def set_description(self, desc=None, refresh=True): self.desc = desc or self.desc
+    def close(self):
+        if self.t0 is not None: self._line(); self.t0 = None
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
+
 def progress(it: Iterable | None = None, **kw):
-    "A tqdm progress bar, silent when SCEGG_PROGRESS=0."
-    from tqdm.auto import tqdm
-    kw.setdefault('disable', os.environ.get('SCEGG_PROGRESS', '1') == '0')
+    "A tqdm bar on a terminal; off one, a line every $SCEGG_PROGRESS_EVERY s (default 60) and at the end; silent when SCEGG_PROGRESS=0."
+    from tqdm import tqdm   # plain tqdm: tqdm.auto picks ipywidgets inside a papermill kernel (TqdmWarning, no widget)
+    off = kw.pop('disable', os.environ.get('SCEGG_PROGRESS', '1') == '0')
+    f = kw.get('file') or sys.stderr
+    if not off and not (hasattr(f, 'isatty') and f.isatty()):
+        return _LogBar(it, every=float(os.environ.get('SCEGG_PROGRESS_EVERY', 60)), **kw)
     kw.setdefault('dynamic_ncols', True)
-    return tqdm(it, **kw)
+    return tqdm(it, disable=off, **kw)
 
 # %% ../nbs/00_core.ipynb #c024
 class MapSource(Protocol):

@@ -17,7 +17,7 @@ __all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MI
            'l2_rows', 'ZSLDataset', 'subset_classes', 'make_validation_split', 'load_mat', 'read_lines',
            'load_word_vectors', 'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths', 'load_xlsa17',
            'make_xlsa17_fixture', 'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset',
-           'make_cub_fixture', 'load_cub_224', 'load_dataset', 'check_dataset']
+           'make_cub_fixture', 'load_cub_224', 'image_problems', 'load_dataset', 'check_dataset']
 
 # %% ../nbs/01_data.ipynb #c005
 def _int64(a) -> np.ndarray: return np.asarray(a, dtype=np.int64).reshape(-1)
@@ -401,13 +401,19 @@ def _find(what, *candidates) -> Path:
     raise SceggError(f'{Path(candidates[0])} is missing; expected {what}' +
                      (f' (also looked at {", ".join(str(c) for c in candidates[1:])})' if len(candidates) > 1 else ''))
 
-def _id_lines(path, what) -> list:
-    "Lines `<id>, <value>` (or `<id> <value>`) as (int, str) pairs."
-    out = []
+def _id_lines(path, what, unique_values: bool = False) -> list:
+    "Lines `<id>, <value>` (or `<id> <value>`) as (int, str) pairs; a repeated id (or value, if `unique_values`) is an error."
+    out, ids, values = [], {}, {}
     for i, l in enumerate(read_lines(_need(path, what), what)):
         m = re.match(r'^\s*(\d+)\s*[, ]\s*(.+?)\s*$', l)
         check(m, f'{path} line {i + 1} is {l!r}; expected "<id>, <value>"')
-        out.append((int(m[1]), m[2]))
+        k, v = int(m[1]), m[2]
+        check(k not in ids, f'{path} line {i + 1} repeats image id {k} (line {ids.get(k)}); expected each id once'
+              if 'image' in Path(path).name else f'{path} line {i + 1} repeats id {k} (line {ids.get(k)}); expected each id once')
+        check(not unique_values or v not in values, f'{path} line {i + 1} repeats image {v} (line {values.get(v)}); '
+              'expected each image once (one image in two lines could land in two splits)')
+        ids[k] = values[v] = i + 1
+        out.append((k, v))
     return out
 
 def _bare(name: str) -> str: return re.sub(r'^\d+\.', '', name.strip())
@@ -465,7 +471,7 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     unseen = np.array([i for i, n in enumerate(class_names) if n in lists['unseen']], dtype=np.int64)
     check(len(seen) and len(unseen), f'{mini}: expected at least one seen and one unseen class, got {len(seen)} and {len(unseen)}')
     # images
-    imgs = _id_lines(mini/'images.txt', 'images.txt of CUB-mini')
+    imgs = _id_lines(mini/'images.txt', 'images.txt of CUB-mini', unique_values=True)
     lab = dict(_id_lines(mini/'image_class_labels.txt', 'image_class_labels.txt of CUB-mini'))
     tt = dict(_id_lines(mini/'train_test_split.txt', 'train_test_split.txt of CUB-mini'))
     paths, labels, is_train, src_ids = [], [], [], []
@@ -597,11 +603,22 @@ def load_cub_224(root=None,                  # folder in the CUB-mini layout (de
                                val_unseen_classes=val['unseen'], release='cub-224', caveat=CUB224_CAVEAT,
                                extras={**ds.extras, 'test_seen_share': test_seen_share, 'split_seed': split_seed})
 
+# %% ../nbs/01_data.ipynb #c038a
+def image_problems(path) -> list[str]:
+    "[] if the image at `path` opens and decodes to RGB, else one sentence naming it and what failed."
+    from PIL import Image
+    try: im = Image.open(path)
+    except Exception as e: return [f'{path} could not be read as an image ({type(e).__name__}: {e})']
+    try:
+        with im: im.convert('RGB')
+        return []
+    except Exception as e: return [f'{path} could not be decoded as an image ({type(e).__name__}: {e})']
+
 # %% ../nbs/01_data.ipynb #c038
 DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic')
 
 def load_dataset(name: str, root=None, **options) -> ZSLDataset:
-    "Open benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic') found under `root`."
+    "Benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic') under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
     canon = {d.lower(): d for d in DATASETS}
     key = canon.get(str(name).lower().replace('_', '-'))
     check(key is not None, f'unknown dataset {name!r}; expected one of {", ".join(DATASETS)}')
@@ -620,13 +637,11 @@ def check_dataset(name: str, root=None, verify_images: bool = False, **options) 
     problems = []
     missing = [p for p in ds.image_paths if not os.path.isfile(p)]
     if missing: problems.append(f'{len(missing)} of {len(ds.image_paths)} images are missing, e.g. {missing[0]}')
-    if verify_images:
-        from PIL import Image
-        for p in progress(ds.image_paths, desc='verifying images'):
-            if p in missing: continue
-            try:
-                with Image.open(p) as im: im.verify()
-            except Exception as e: problems.append(f'{p} could not be read as an image ({type(e).__name__})')
+    if verify_images:  # decode every pixel, as extraction will (PIL's verify() reads headers only)
+        gone = set(missing)
+        for p in progress(ds.image_paths, desc='decoding images'):
+            if p in gone: continue
+            problems.extend(image_problems(p))
     sp = ds.splits
     test_ids = np.concatenate([sp['test_seen'].ids, sp['test_unseen'].ids])
     for a, b in (('trainval', 'test_seen'), ('trainval', 'test_unseen'), ('test_seen', 'test_unseen')):

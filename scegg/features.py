@@ -170,6 +170,12 @@ def image_list_fingerprint(image_paths: Sequence[str]) -> str:
 
 def _chunk_name(c: int) -> str: return f'chunk-{c:05d}'
 
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 22), b''): h.update(b)
+    return h.hexdigest()
+
 # %% ../nbs/04_features.ipynb #c023
 class FeatureStore:
     "Feature maps of one data set in fp16 chunks on disk; a `MapSource` (shape, len, maps, pooled)."
@@ -203,18 +209,46 @@ class FeatureStore:
     @property
     def complete(self) -> bool: return len(self.complete_chunks()) == self.n_chunks
 
+    def _fix(self) -> str:
+        "The command that re-extracts this store's missing or damaged chunks."
+        m = self.manifest
+        return (f"run `scegg data extract {m.get('dataset') or 'DATASET'} --backbone {self.backbone}"
+                f"{'' if self.image_size == get_backbone(self.backbone).image_size else f' --image-size {self.image_size}'}` "
+                "to re-extract it") if self.backbone in BACKBONES else 'extract it again'
+
+    def _bad(self, c: int, what: str) -> SceggError:
+        r = self.chunk_rows(c)
+        return SceggError(f'feature store {self.path}: chunk {c} ({_chunk_name(c)}.npy, images {r.start}-{r.stop - 1}) '
+                          f'{what}; {self._fix()}')
+
+    def _open_chunk(self, c: int) -> np.ndarray:
+        "Chunk `c` memory-mapped after the cheap checks (marker, file, size, shape, dtype); SceggError naming it if not."
+        f = self.path / f'{_chunk_name(c)}.npy'
+        if not ((self.path / f'{_chunk_name(c)}.done').exists() and f.exists()): raise self._bad(c, 'is missing')
+        try: a = np.load(f, mmap_mode='r')
+        except (ValueError, OSError, EOFError) as e: raise self._bad(c, f'is truncated or unreadable ({type(e).__name__})') from None
+        want = (len(self.chunk_rows(c)), *self.shape)
+        if a.shape != want or a.dtype != np.float16: raise self._bad(c, f'holds {a.dtype} {a.shape}, expected float16 {want}')
+        return a
+
     def _chunk(self, c: int) -> np.ndarray:
-        if c not in self._mmaps:
-            f = self.path / f'{_chunk_name(c)}.npy'
-            check((self.path / f'{_chunk_name(c)}.done').exists() and f.exists(),
-                  f'feature store {self.path} lacks chunk {c} (images {self.chunk_rows(c).start}-{self.chunk_rows(c).stop - 1}); '
-                  'run extract_features again to finish it')
-            try: a = np.load(f, mmap_mode='r')
-            except (ValueError, OSError) as e: raise SceggError(f'{f} is not a readable .npy file ({e}); delete it and rerun extract_features') from e
-            want = (len(self.chunk_rows(c)), *self.shape)
-            check(a.shape == want and a.dtype == np.float16, f'{f} holds {a.dtype} {a.shape}, expected float16 {want}; delete it and rerun extract_features')
-            self._mmaps[c] = a
+        if c not in self._mmaps: self._mmaps[c] = self._open_chunk(c)
         return self._mmaps[c]
+
+    def verify(self, chunks=None, checksum: bool = True) -> dict:
+        "{chunk: what is wrong} over the marked chunks (all when None): readable, shape, finite, checksum; {} when sound."
+        bad = {}
+        for c in (self.complete_chunks() if chunks is None else chunks):
+            try:
+                a = self._open_chunk(c)
+                if not np.isfinite(a).all(): raise self._bad(c, f'holds {int((~np.isfinite(a)).sum())} NaN or infinite values')
+                if checksum:
+                    try: want = read_json(self.path / f'{_chunk_name(c)}.done').get('sha256')
+                    except SceggError: want = None
+                    if want and _sha256(self.path / f'{_chunk_name(c)}.npy') != want: raise self._bad(c, 'does not match its checksum')
+            except SceggError as e: bad[c] = str(e)
+        self._mmaps.clear()
+        return bad
 
     def _ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids, dtype=np.int64).reshape(-1)
@@ -233,6 +267,7 @@ class FeatureStore:
             rows = ids[pos] - c * self.chunk_size
             order = np.argsort(rows, kind='stable')  # read the file front to back
             out[pos[order]] = self._chunk(int(c))[rows[order]].reshape(len(pos), D, H * W)
+            if not np.isfinite(out[pos]).all(): raise self._bad(int(c), 'holds NaN or infinite values')
         return torch.from_numpy(out)
 
     def iter_batches(self, ids=None, batch_size: int = 64) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
@@ -255,7 +290,7 @@ class FeatureStore:
 # %% ../nbs/04_features.ipynb #c025
 def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | None = None,
                image_size: int | None = None, require_complete: bool = True) -> FeatureStore:
-    "Open the feature store at `path`, checking it matches `image_paths`, `backbone` and `image_size` when given."
+    "The FeatureStore at `path` (maps(ids) -> (n, D, H*W) float32, pooled(ids) -> (n, D)), checked against `image_paths`, `backbone`, `image_size`."
     s = FeatureStore(path)
     if image_paths is not None:
         check(len(image_paths) == s.n_images and image_list_fingerprint(image_paths) == s.fingerprint,
@@ -268,7 +303,7 @@ def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | N
     if require_complete:
         done = s.complete_chunks()
         check(len(done) == s.n_chunks, f'feature store {s.path} is incomplete ({len(done)}/{s.n_chunks} chunks); '
-              'run extract_features again to finish it')
+              f'{s._fix().replace("re-extract it", "finish it")}')
     return s
 
 # %% ../nbs/04_features.ipynb #c027
@@ -296,7 +331,16 @@ def _write_chunk(out_dir: Path, c: int, arr: np.ndarray):
     "Write chunk `c` (fp16) under a temporary name, rename it, then write its marker."
     check(np.isfinite(arr).all(), f'chunk {c} of {out_dir} has values outside the float16 range; the backbone output overflows')
     with atomic_write(out_dir / f'{_chunk_name(c)}.npy', 'wb') as f: np.save(f, arr)
-    write_json(out_dir / f'{_chunk_name(c)}.done', {'chunk': c, 'rows': int(arr.shape[0])})
+    write_json(out_dir / f'{_chunk_name(c)}.done', {'chunk': c, 'rows': int(arr.shape[0]),
+                                                   'sha256': _sha256(out_dir / f'{_chunk_name(c)}.npy')})
+
+def _drop_bad_chunks(store: FeatureStore, chunks) -> dict:
+    "Verify `chunks` of `store` and delete the damaged ones (marker first), so they are extracted again."
+    bad = store.verify(chunks)
+    for c in bad:
+        (store.path / f'{_chunk_name(c)}.done').unlink(missing_ok=True)
+        (store.path / f'{_chunk_name(c)}.npy').unlink(missing_ok=True)
+    return bad
 
 def _clean_temps(out_dir: Path, mine: Callable[[int], bool]):
     "Remove leftover temporary chunk files of the chunks this process owns."
@@ -326,14 +370,25 @@ class _Images(torch.utils.data.Dataset):
     def __init__(self, paths, ids, transform): self.paths, self.ids, self.transform = paths, ids, transform
     def __len__(self): return len(self.ids)
     def __getitem__(self, i):
+        "(image tensor, '') or, for an image that does not decode, (zeros, 'what failed'): extraction goes on and lists them all."
         p = self.paths[self.ids[i]]
         try:
             with Image.open(p) as im: img = im.convert('RGB')
         except Exception as e:
-            raise SceggError(f'cannot read image {p}: {type(e).__name__}: {e}') from e
-        return self.transform(img)
+            S = getattr(self.transform.transforms[0], 'size', 1)
+            return torch.zeros(3, S, S), f'{type(e).__name__}: {e}'.replace('\n', ' ')
+        return self.transform(img), ''
 
 # %% ../nbs/04_features.ipynb #c033
+def _bad_images(out_dir: Path, bad: list, rank: int = 0, world_size: int = 1):
+    "List every image that did not decode in `out_dir`/unreadable_images.txt and fail once, naming them."
+    f = out_dir / ('unreadable_images.txt' if world_size == 1 else f'unreadable_images.rank{rank}.txt')
+    with atomic_write(f) as fh: fh.write(''.join(f'{p}\t{e}\n' for p, e in bad))
+    if len(bad) == 1: raise SceggError(f'cannot read image {bad[0][0]}: {bad[0][1]} (listed in {f}; its chunk was not written)')
+    shown = ', '.join(f'{p} ({e})' for p, e in bad[:3])
+    raise SceggError(f'cannot read {len(bad)} images: {shown}{", ..." if len(bad) > 3 else ""}; all {len(bad)} are listed '
+                     f'in {f}; the chunks holding them were not written (fix or remove those images, then extract again)')
+
 @contextlib.contextmanager
 def _plain_worker_errors():
     "A SceggError raised in a DataLoader worker arrives wrapped in a traceback; keep only its sentence."
@@ -347,8 +402,9 @@ def _plain_worker_errors():
 def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'efficientnet_lite0', image_size: int | None = None,
                      device='cpu', batch_size: int = 32, chunk_size: int = 256, num_workers: int = 0,
                      dataset_name: str | None = None, amp: bool = False, channels_last: bool = False, ids=None,
-                     rank: int = 0, world_size: int = 1, pretrained: bool = True, model: nn.Module | None = None) -> FeatureStore:
-    "Compute the missing chunks of the feature store of `image_paths` in `out_dir` (all, or those holding `ids`)."
+                     rank: int = 0, world_size: int = 1, pretrained: bool = True, model: nn.Module | None = None,
+                     verify: bool = True) -> FeatureStore:
+    "Compute the missing or damaged chunks of the store of `image_paths` in `out_dir` (all, or those holding `ids`) -> its FeatureStore (N maps (D, H, W))."
     spec = get_backbone(backbone, image_size)
     n = len(image_paths)
     check(n > 0, 'extract_features got an empty image list')
@@ -366,6 +422,10 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
     wanted = range(n_chunks) if ids is None else sorted({int(i) // chunk_size for i in np.asarray(ids).reshape(-1)})
     check(all(0 <= c < n_chunks for c in wanted), f'ids must lie in [0, {n})')
     done = lambda c: (out_dir / f'{_chunk_name(c)}.done').exists() and (out_dir / f'{_chunk_name(c)}.npy').exists()
+    repaired = {}
+    if store is not None and verify:  # chunks marked done but damaged (truncated, NaN, another checksum) are redone
+        repaired = _drop_bad_chunks(store, [c for c in wanted if mine(c) and done(c)])
+        for c, why in repaired.items(): print(f'{why.split(";")[0]}: extracting it again', flush=True)
     todo = [c for c in wanted if mine(c) and not done(c)]
     extracted = []
     if todo:
@@ -379,8 +439,13 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
         c = next(it)
         buf, fill = np.empty((min(chunk_size, n - c * chunk_size), *spec.shape), np.float16), 0
         bar = progress(total=len(rows), desc=f'{spec.name} features', unit='img')
+        if world_size == 1: (out_dir / 'unreadable_images.txt').unlink(missing_ok=True)   # from an earlier failed call
+        bad, bad_chunks, pos = [], set(), 0   # images that do not decode, and the chunks holding them (never written)
         with torch.inference_mode(), bar, _plain_worker_errors():
-            for x in loader:
+            for x, errs in loader:
+                for j, e in enumerate(errs):
+                    if e: bad.append((paths[rows[pos + j]], e)); bad_chunks.add(rows[pos + j] // chunk_size)
+                pos += len(errs)
                 x = x.to(dev, non_blocking=True)
                 if channels_last: x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
@@ -393,14 +458,17 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                     buf[fill:fill + take] = y[k:k + take]
                     fill, k = fill + take, k + take
                     if fill == len(buf):
-                        _write_chunk(out_dir, c, buf)
-                        extracted.append(c)
-                        if world_size == 1: store.refresh_manifest()
+                        if c not in bad_chunks:
+                            _write_chunk(out_dir, c, buf)
+                            extracted.append(c)
+                            if world_size == 1: store.refresh_manifest()
                         c = next(it, None)
                         if c is not None: buf, fill = np.empty((min(chunk_size, n - c * chunk_size), *spec.shape), np.float16), 0
                 bar.update(len(y))
+        if bad: _bad_images(out_dir, bad, rank, world_size)
     if not (out_dir / 'manifest.json').exists(): return None  # rank > 0 finished before rank 0 started
     store = FeatureStore(out_dir)
     if rank == 0: store.refresh_manifest()
     store.extracted = extracted  # chunks computed by this call
+    store.repaired = sorted(repaired)  # damaged chunks found (and extracted again) by this call
     return store

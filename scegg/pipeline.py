@@ -104,7 +104,7 @@ def _split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     return top, scen, eggn
 
 def make_config(preset: str = 'smoke', overrides: dict | None = None) -> RunConfig:
-    "The `RunConfig` of `preset` with `overrides` ({'seed': 1, 'scen.stage1_iters': 10, 'eggn.epochs': 3, ...})."
+    "The `RunConfig` of `preset` ('smoke', 'synthetic', 'cub-mini', 'paper-CUB', 'paper-SUN', 'paper-AWA2') with `overrides` ({'eggn.epochs': 3, ...})."
     check(preset in PRESETS, f"preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
     top, s, e = _split_overrides(overrides)
@@ -145,12 +145,14 @@ def data_dir() -> Path:
     return Path(os.environ.get('SCEGG_DATA', 'data'))
 
 def load_run_data(cfg: RunConfig) -> ZSLDataset:
+    "The `ZSLDataset` a run trains on: `cfg.dataset` under `cfg.root` with `cfg.data_options`."
     try: return load_dataset(cfg.dataset, cfg.root, **cfg.data_options)
     except TypeError as e:
         if not cfg.data_options or 'argument' not in str(e): raise
         raise SceggError(f'data_options {cfg.data_options} are not all options of the {cfg.dataset} loader ({e})') from e
 
-def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu'):
+def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
+                 verify: bool = False):  # read every chunk and extract damaged ones again (`scegg data extract`)
     "Open the feature store of `data` for `cfg.backbone`, extracting whatever is missing first."
     root = Path(cfg.features_dir) if cfg.features_dir else data_dir()
     path = store_dir(root, data.name.replace(':', '-'), cfg.backbone, cfg.image_size)
@@ -158,7 +160,8 @@ def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu'):
     if (path / 'manifest.json').exists() and open_store(path, require_complete=False).fingerprint != fp:
         # another image list under the same name (e.g. two synthetic presets): a folder of its own, nothing overwritten
         path = path.with_name(f'{path.name}-{fp[:8]}')
-    try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
+    try:
+        if not verify: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
     except SceggError:
         if (path / 'manifest.json').exists():
             s = open_store(path, require_complete=False)
@@ -281,6 +284,7 @@ def protocol_results(test_curves: list, val_curves: list | None) -> dict:
 
 # %% ../nbs/08_pipeline.ipynb #c018
 def run_eszsl(data: ZSLDataset, maps) -> dict:
+    "ESZSL on pooled backbone features, (gamma, lam) chosen on the validation view: {'czsl_acc', 'U', 'S', 'H', ...} as fractions."
     v = data.validation_view()
     pool = lambda d, k: (maps.pooled(d.splits[k].ids), torch.as_tensor(np.asarray(d.splits[k].labels)))
     best = eszsl_tuned(*pool(v, 'trainval'), *pool(v, 'test_unseen'), v.att)
@@ -335,7 +339,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
           force: bool = False,                  # overwrite a run folder of another configuration
           scen_cache=None,                      # folder shared by runs that keep the same SCEN
           protocols=('validation', 'paper')) -> dict:
-    "Run SC-EGG (or the TF-VAEGAN baseline) end to end and write `out/results.json`."
+    "Run SC-EGG (or the TF-VAEGAN baseline) end to end, write `out/results.json` and return it as a dict ({'protocols': {'validation': {'czsl_acc', 'U', 'S', 'H'}, 'paper': {...}}, 'config', 'seed', ...}, fractions); presets: 'smoke', 'synthetic', 'cub-mini', 'paper-CUB', 'paper-SUN', 'paper-AWA2'."
     if isinstance(cfg, str): cfg = make_config(cfg, overrides)
     _check_run(cfg)
     dev = resolve_device(device)
@@ -372,7 +376,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
 
 # %% ../nbs/08_pipeline.ipynb #c023
 def load_run(run_dir, device='cpu', view: str = 'test', scen_cache=None) -> dict:
-    "Data, maps, trained SCEN (None for tf-vaegan) and trained EGGN of the finished run in `run_dir`."
+    "The finished run in `run_dir` as {'data': ZSLDataset, 'maps': FeatureStore, 'scen': SCEN (None for tf-vaegan), 'eggn': EGGN, 'cfg': RunConfig, 'features': {split: (x, y)}, ...}."
     run_dir, dev = Path(run_dir), resolve_device(device)
     conf = read_json(run_dir / 'config.json')['config']
     scen_cfg, eggn_cfg = SCENConfig(**conf.pop('scen')), EGGNConfig(**conf.pop('eggn'))

@@ -16,14 +16,15 @@ from .pipeline import PRESETS, make_config, train, load_run
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REPRO_PRESETS', 'METRICS', 'LABELS', 'PROTOCOLS',
-           'PROTOCOL_LABELS', 'PAPER_NAME', 'CUB_ATTRIBUTE_PARTS', 'NOTEBOOKS', 'paper_table1_frame', 'repro_preset',
-           'seeds_for', 'flat_config', 'check_table_runs', 'run_dir', 'cached_run', 'finished_runs', 'metrics_of',
-           'mean_std', 'fmt', 'table1', 'paired_differences', 'ablation_table', 'banner', 'to_markdown', 'save_table',
-           'save_figure', 'write_manifest', 'Experiment', 'table1_experiment', 'ablation_experiment', 'sweep_frame',
-           'sweep_experiment', 'plot_sweep', 'plot_attention', 'untrained_scen', 'attribute_parts', 'read_cub_parts',
-           'cub_pointing_game', 'knn1_loo', 'ncm_accuracy', 'space_metrics', 'embedding_sets', 'choose_classes',
-           'tsne_panel', 'tsne_experiment', 'plot_tsne', 'attention_experiment', 'curve_frame', 'plot_learning_curves',
-           'curves_experiment', 'experiments_dir', 'ensure_kernel', 'run_notebook', 'reproduce']
+           'PROTOCOL_LABELS', 'PAPER_NAME', 'SWEEP_LABELS', 'CUB_ATTRIBUTE_PARTS', 'NOTEBOOKS', 'paper_table1_frame',
+           'repro_preset', 'seeds_for', 'flat_config', 'check_table_runs', 'run_dir', 'cached_run', 'finished_runs',
+           'metrics_of', 'mean_std', 'fmt', 'table1', 'paired_differences', 'ablation_table', 'banner', 'caption',
+           'to_markdown', 'save_table', 'save_figure', 'write_manifest', 'Experiment', 'table1_experiment',
+           'ablation_experiment', 'sweep_frame', 'sweep_experiment', 'plot_sweep', 'plot_attention', 'untrained_scen',
+           'attribute_parts', 'read_cub_parts', 'cub_pointing_game', 'knn1_loo', 'ncm_accuracy', 'space_metrics',
+           'embedding_sets', 'choose_classes', 'tsne_panel', 'tsne_experiment', 'plot_tsne', 'attention_experiment',
+           'curve_frame', 'plot_learning_curves', 'curves_experiment', 'experiments_dir', 'ensure_kernel',
+           'normalise_notebook', 'run_notebook', 'Interrupted', 'reproduce', 'write_report']
 
 # %% ../nbs/10_reproduce.ipynb #c005
 _ = None
@@ -91,6 +92,7 @@ REPRO_PRESETS = {
 }
 
 def repro_preset(name: str) -> dict:
+    "The reproduction preset `name` ('smoke', 'synthetic', 'cub-mini' or 'paper'): {'datasets', 'train', 'n_seeds', 'overrides', 'sweeps'}."
     check(name in REPRO_PRESETS, f"reproduction preset {name!r} is unknown; expected one of {', '.join(REPRO_PRESETS)}")
     return REPRO_PRESETS[name]
 
@@ -258,19 +260,67 @@ def ablation_table(groups: dict,          # {ablation row: [results]}; must hold
     return pd.DataFrame(rows).set_index('row')
 
 # %% ../nbs/10_reproduce.ipynb #c026
-def banner(results_list: list) -> str:
-    "Markdown lines: the caveats of the data and every setting that differs from the paper (ours vs paper's)."
-    diffs, caveats = {}, []
+def _row_label(r: dict) -> str: return str((r.get('config') or {}).get('method') or r.get('method') or r.get('config_hash', 'run'))
+
+def banner(results_list: list,     # results of the runs behind one table or figure
+           labels=None) -> str:    # the row each run belongs to (default: its method); settings of some rows only are listed per row
+    "Markdown lines: the data's caveats, the settings that differ from the paper in every row, then those of single rows."
+    caveats, per = [], []
+    labels = list(labels) if labels is not None else [_row_label(r) for r in results_list]
     for r in results_list:
-        for k, (ours, paper) in (r.get('differs_from_paper') or {}).items():
-            diffs.setdefault(k, [set(), paper])[0].add(repr(ours))
+        per.append(r.get('differs_from_paper') or {})
         if r.get('caveat') and r['caveat'] not in caveats: caveats.append(r['caveat'])
+    everywhere = set.intersection(*(set(d) for d in per)) if per else set()
+    def fmt(pairs: dict) -> str:
+        return '; '.join(f"`{k}` = {', '.join(sorted(v[0]))} (paper {v[1]!r})" for k, v in sorted(pairs.items()))
+    def collect(items) -> dict:
+        out = {}
+        for k, (ours, paper) in items: out.setdefault(k, [set(), paper])[0].add(repr(ours))
+        return out
     lines = [f'> **Caveat:** {c}' for c in caveats]
-    if diffs:
-        lines.append('> **Differs from the paper:** ' + '; '.join(
-            f"`{k}` = {', '.join(sorted(v[0]))} (paper {v[1]!r})" for k, v in sorted(diffs.items())))
-    else: lines.append('> Settings as in the paper preset.')
+    common = collect((k, v) for d in per for k, v in d.items() if k in everywhere)
+    rows = {}
+    for lab, d in zip(labels, per):
+        for k, v in d.items():
+            if k not in everywhere: rows.setdefault(lab, []).append((k, v))
+    if common: lines.append(f"> **Differs from the paper ({'all rows' if len(set(labels)) > 1 else 'this run'}):** {fmt(common)}")
+    for lab, items in rows.items(): lines.append(f'> **Differs from the paper (row {lab} only):** {fmt(collect(items))}')
+    if not common and not rows: lines.append('> Settings as in the paper preset.')
     return '\n'.join(lines)
+
+# %% ../nbs/10_reproduce.ipynb #c026a
+def _seeds_text(seeds) -> str:
+    s = sorted({int(x) for x in seeds}) if seeds else []
+    return 'no seed' if not s else f'one seed (seed {s[0]})' if len(s) == 1 else f"mean ± std over {len(s)} seeds ({', '.join(map(str, s))})"
+
+def _wrap(text: str, width: int = 110) -> str:
+    import textwrap
+    return '\n'.join(textwrap.wrap(text, width))
+
+def caption(name: str,          # 'table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity' or 'fig6_curves'
+            dataset: str,       # the data set it shows
+            preset: str,        # the REPRO_PRESETS name it was made with
+            seeds=None) -> str: # the seeds of its runs
+    "One sentence saying what a table or figure shows: data set, quantity, protocol, seeds, preset."
+    s, p = _seeds_text(seeds), f'reproduction preset {preset!r}'
+    texts = {
+        'table1': f'Table 1 on {dataset}: CZSL Acc and GZSL U, S, H (%) of SC-EGG, our TF-VAEGAN baseline, SCEN alone and '
+                  f'ESZSL, {s}, under the validation protocol (epochs chosen on validation; headline) and the paper protocol '
+                  f'(best on test); {p}.',
+        'table2_ablation': f'Table 2 on {dataset}: ablation, {s}, one run per row: CZSL Acc and GZSL H (%) and the drop from '
+                           f'the full model under both protocols, beside the drops the paper states; {p}.',
+        'fig3_attention': f'Fig. 3 on {dataset}: attribute attention of the trained SC-EGG on test-unseen images: the image, '
+                          f'the global map and the attributes with the highest attention scores (score = attention score); {s}; {p}.',
+        'fig4_tsne': f'Fig. 4 on {dataset}: t-SNE of real seen, real unseen and synthetic unseen features (colour = class), '
+                     f'backbone space (TF-VAEGAN baseline) and dense-semantic space (SC-EGG); {s}; {p}.',
+        'fig5_sensitivity': f'Fig. 5 on {dataset}: GZSL H (%) against each knob, one knob at a time around the preset default '
+                            f'(dotted line), {s}, one run per point, under the validation protocol and the paper protocol '
+                            f'(best on test); {p}.',
+        'fig6_curves': f'Fig. 6 on {dataset}: CZSL Acc and GZSL H (%) after every GAN epoch of SC-EGG and our TF-VAEGAN '
+                       f'baseline at the last classifier epoch (no epoch selection), mean over {s} with min-max band, and '
+                       f'SCEN alone (dashed); {p}.'}
+    check(name in texts, f'no caption for {name!r}; expected one of {", ".join(texts)}')
+    return texts[name]
 
 # %% ../nbs/10_reproduce.ipynb #c029
 def _num(v: float) -> str:
@@ -299,7 +349,8 @@ def save_figure(fig, out_dir, name: str, meta: dict, dpi: int = 150) -> list[Pat
     "Write `name`.png and `name`.pdf and the sidecar `name`.meta.json under `out_dir`."
     out_dir = Path(out_dir)
     for ext in ('png', 'pdf'):
-        with atomic_write(out_dir / f'{name}.{ext}', 'wb') as f: fig.savefig(f, format=ext, dpi=dpi, bbox_inches='tight')
+        with atomic_write(out_dir / f'{name}.{ext}', 'wb') as f:   # no creation date: the same figure gives the same bytes
+            fig.savefig(f, format=ext, dpi=dpi, bbox_inches='tight', metadata={'CreationDate': None} if ext == 'pdf' else None)
     write_json(out_dir / f'{name}.meta.json', {'files': [f'{name}.png', f'{name}.pdf'], **meta})
     return [out_dir / f'{name}.{e}' for e in ('png', 'pdf')]
 
@@ -329,6 +380,7 @@ class Experiment:
     root: str | None = None             # data root for the paper's data sets
     command: str = 'nbdev-test (smoke defaults)'
     notebook: str = ''
+    stage_dir: str | None = None        # where files are written (reproduce: a staging folder, moved into out_dir on success)
 
     def __post_init__(self):
         self.spec = repro_preset(self.preset)
@@ -353,20 +405,23 @@ class Experiment:
         o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}), **(overrides or {})}
         return cached_run(self.train_preset(dataset), o, self.runs, self.device)
 
-    def meta(self, results_list: list, axes, protocol, note: str = '') -> dict:
+    def meta(self, results_list: list, axes, protocol, note: str = '', caption: str = '') -> dict:
         base = check_table_runs(results_list, axes)
-        return {'command': self.command, 'notebook': self.notebook, 'preset': self.preset,
+        return {'caption': caption, 'command': self.command, 'notebook': self.notebook, 'preset': self.preset,
                 'seeds': sorted({r['seed'] for r in results_list}), 'axes': list(axes), 'protocol': protocol,
                 'runs': sorted({r['config_hash'] for r in results_list}), 'base_config_hash': config_hash(base),
                 'base_config': base, 'note': note}
 
-    def save_table(self, df, name, results_list, axes, protocol, header=''):
-        meta = self.meta(results_list, axes, protocol)   # refuses mixed runs even when nothing is written
-        if self.out_dir is not None: save_table(df, self.out_dir, name, meta, header)
+    @property
+    def write_dir(self): return self.stage_dir or self.out_dir
 
-    def save_figure(self, fig, name, results_list, axes, protocol='-', note=''):
-        meta = self.meta(results_list, axes, protocol, note)
-        if self.out_dir is not None: save_figure(fig, self.out_dir, name, meta)
+    def save_table(self, df, name, results_list, axes, protocol, header='', caption=''):
+        meta = self.meta(results_list, axes, protocol, caption=caption)   # refuses mixed runs even when nothing is written
+        if self.write_dir is not None: save_table(df, self.write_dir, name, meta, header)
+
+    def save_figure(self, fig, name, results_list, axes, protocol='-', note='', caption=''):
+        meta = self.meta(results_list, axes, protocol, note, caption)
+        if self.write_dir is not None: save_figure(fig, self.write_dir, name, meta)
 
 # %% ../nbs/10_reproduce.ipynb #c034
 def table1_experiment(ex: Experiment) -> dict:
@@ -380,6 +435,7 @@ def table1_experiment(ex: Experiment) -> dict:
         scen_diffs[ds] = {p: paired_differences(g['sc-egg'], g['sc-egg'], p, kind_b='scen_alone') for p in PROTOCOLS}
     compare = ex.preset == 'paper'
     return {'table': table1(groups, compare_paper=compare), 'banner': banner(allres), 'diffs': diffs, 'scen_diffs': scen_diffs,
+            'seeds': sorted({r['seed'] for r in allres}),
             'groups': groups, 'results': allres, 'headline': table1(groups, competitors=False, protocols=('validation',))}
 
 def ablation_experiment(ex: Experiment) -> dict:
@@ -392,7 +448,7 @@ def ablation_experiment(ex: Experiment) -> dict:
         res = [r for rs in g.values() for r in rs]
         axes = sorted({k for o in ABLATIONS.values() for k in o})
         check_table_runs(res, axes)
-        out[ds] = {'table': ablation_table(g), 'banner': banner(res), 'results': res, 'axes': axes}
+        out[ds] = {'table': ablation_table(g), 'banner': banner(res, list(g)), 'results': res, 'axes': axes, 'seed': s}
     return out
 
 def sweep_frame(groups: dict, protocol: str = 'validation') -> pd.DataFrame:
@@ -411,23 +467,31 @@ def sweep_experiment(ex: Experiment) -> dict:
         s = ex.seed_list(ds, 1)[0]
         g = {k: {v: [ex.run(ds, {k: v, 'seed': s})] for v in vals} for k, vals in ex.spec['sweeps'].items()}
         res = [r[0] for per in g.values() for r in per.values()]
+        base = flat_config(dataclasses.asdict(make_config(ex.train_preset(ds), ex.spec.get('overrides'))))
         out[ds] = {p: sweep_frame(g, p) for p in PROTOCOLS}
-        out[ds].update(results=res, axes=sorted(g))
+        out[ds].update(results=res, axes=sorted(g), seed=s, defaults={k: base.get(k) for k in g})
     return out
 
-def plot_sweep(frames: dict, title: str = ''):
+SWEEP_LABELS = {'validation': 'validation protocol (epochs chosen on validation)', 'paper': 'paper protocol (best on test)'}
+
+def plot_sweep(frames: dict,         # {protocol: sweep_frame(...)}
+               title: str = '',
+               defaults: dict | None = None,  # {knob: the preset's value}, drawn as a dotted line
+               seeds=None):          # the seeds behind each point, named in the legend
     "GZSL H against each knob: one panel per knob, one line per protocol (log x for the loss weights)."
     import matplotlib.pyplot as plt
     knobs = list(dict.fromkeys(next(iter(frames.values()))['knob']))
-    fig, axs = plt.subplots(1, len(knobs), figsize=(4 * len(knobs), 3.2), squeeze=False)
+    fig, axs = plt.subplots(1, len(knobs), figsize=(4 * len(knobs), 3.6), squeeze=False)
+    who = f', {_seeds_text(seeds)}' if seeds else ''
     for ax, k in zip(axs[0], knobs):
         for p, df in frames.items():
             d = df[df.knob == k]
-            ax.errorbar(d.value, d.H, yerr=d.H_std.fillna(0), marker='o', capsize=3, label=p)
+            ax.errorbar(d.value, d.H, yerr=d.H_std.fillna(0), marker='o', capsize=3, label=SWEEP_LABELS.get(p, p) + who)
+        if defaults and defaults.get(k) is not None: ax.axvline(defaults[k], ls=':', color='k', label='preset default')
         if k != 'eggn.syn_num': ax.set_xscale('log')
         ax.set_xlabel(k); ax.set_ylabel('GZSL H (%)'); ax.grid(alpha=.3)
-    axs[0][0].legend(fontsize=8)
-    if title: fig.suptitle(title)
+    axs[0][0].legend(fontsize=7)
+    if title: fig.suptitle(_wrap(title), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -442,8 +506,8 @@ def _image(path, size=None):
         im = im.crop((l, t, l + size, t + size))
     return np.asarray(im)
 
-def plot_attention(data, att: dict, image_ids, top: int = 8, image_size: int | None = None):
-    "Rows of: input image, global map, the `top` attributes by attention score (titled by name)."
+def plot_attention(data, att: dict, image_ids, top: int = 8, image_size: int | None = None, title: str = ''):
+    "Rows of: input image, global map, the `top` attributes by attention score (titled by name and score)."
     import matplotlib.pyplot as plt
     alpha, gmap, scores = (att[k].detach().cpu().numpy() for k in ('alpha', 'global_map', 'scores'))
     n = len(image_ids)
@@ -457,8 +521,9 @@ def plot_attention(data, att: dict, image_ids, top: int = 8, image_size: int | N
         for j, k in enumerate(np.argsort(-scores[i])[:top]):
             a = axs[i][j + 2]
             a.imshow(im); a.imshow(alpha[i, k], alpha=.6, cmap='jet', extent=ext, interpolation='bilinear')
-            a.set_title(f'{data.attribute_names[k][:22]}\n{scores[i, k]:.2f}', fontsize=6)
+            a.set_title(f'{data.attribute_names[k][:22]}\nscore {scores[i, k]:.2f}', fontsize=6)
     for a in axs.flat: a.axis('off')
+    if title: fig.suptitle(_wrap(title, 40 * (top + 2) // 3), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -596,11 +661,15 @@ def tsne_panel(ax, sets: dict, title: str, seed: int = 0, perplexity: float = 30
     method = 'exact' if len(X) <= 1500 else 'barnes_hut'   # Barnes-Hut is the slower one on small sets
     Z = TSNE(2, perplexity=min(perplexity, (len(X) - 1) / 3), init='pca', random_state=seed, method=method).fit_transform(X)
     classes = np.unique(y); cmap = __import__('matplotlib').colormaps['tab10']
+    from matplotlib.lines import Line2D
+    handles = []
     for j, (mk, lab) in enumerate((('o', 'real seen'), ('^', 'real unseen'), ('x', 'synthetic unseen'))):
         sel = kind == j
         ax.scatter(Z[sel, 0], Z[sel, 1], c=[cmap(int(np.searchsorted(classes, c)) % 10) for c in y[sel]],
-                   marker=mk, s=12, alpha=.7, label=lab, linewidths=.8 if mk == 'x' else 0)
-    ax.set_title(title, fontsize=9); ax.set_xticks([]); ax.set_yticks([]); ax.legend(fontsize=6, markerscale=1)
+                   marker=mk, s=12, alpha=.7, linewidths=.8 if mk == 'x' else 0)
+        handles.append(Line2D([], [], marker=mk, ls='', color='0.35', label=lab))   # marker = kind; colour = class
+    ax.set_title(title, fontsize=9); ax.set_xticks([]); ax.set_yticks([])
+    ax.legend(handles=handles, fontsize=6, title='marker: kind; colour: class', title_fontsize=6)
 
 def tsne_experiment(ex: Experiment, n_classes: int = 10, n_syn: int | None = None):
     "Per data set: the two spaces' feature sets (backbone from the TF-VAEGAN run, dense-semantic from SC-EGG), metrics, runs."
@@ -618,10 +687,11 @@ def tsne_experiment(ex: Experiment, n_classes: int = 10, n_syn: int | None = Non
     return out
 
 def plot_tsne(sets: dict, seed: int = 0, title: str = ''):
+    "A figure with one t-SNE panel (`tsne_panel`) per feature space in `sets` ({space name: embedding_sets(...)})."
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4), squeeze=False)
     for ax, (k, v) in zip(axs[0], sets.items()): tsne_panel(ax, v, k, seed)
-    if title: fig.suptitle(title)
+    if title: fig.suptitle(_wrap(title, 100), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -751,6 +821,31 @@ def _source_cell(src, executed, index: int) -> dict:
     except Exception: return {'cell': index}
     return {'cell': i, 'cell_source': first[0] if first else ''}
 
+def normalise_notebook(path) -> Path:
+    "Drop what changes between two executions of the same notebook (timings, kernel and papermill versions) from `path`."
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    pm = nb.metadata.get('papermill', {})
+    nb.metadata['papermill'] = {'parameters': pm['parameters']} if 'parameters' in pm else {}
+    nb.metadata.pop('widgets', None)
+    nb.metadata.get('language_info', {}).pop('version', None)
+    for c in nb.cells:
+        c.metadata.pop('papermill', None); c.metadata.pop('execution', None)
+        if 'injected-parameters' in c.metadata.get('tags', []): c['id'] = 'injected-parameters'   # papermill draws a random id
+    with atomic_write(path) as f: nbformat.write(nb, f)
+    return Path(path)
+
+def _html(ipynb) -> Path | None:
+    "The executed notebook rendered to HTML beside it (nbconvert); None if nbconvert fails."
+    try:
+        from nbconvert import HTMLExporter
+        body, _ = HTMLExporter().from_filename(str(ipynb))
+    except Exception as e:
+        print(f'[scegg reproduce] no HTML of {ipynb}: {type(e).__name__}: {e}', flush=True); return None
+    out = Path(ipynb).with_suffix('.html')
+    with atomic_write(out) as f: f.write(body)
+    return out
+
 def run_notebook(src, dst, parameters: dict, cwd=None) -> dict:
     "Execute one notebook with papermill; {'status': 'ok'|'failed', 'cell' (index in `src`), 'ename', 'evalue', 'seconds'}."
     import papermill as pm
@@ -765,6 +860,29 @@ def run_notebook(src, dst, parameters: dict, cwd=None) -> dict:
     except Exception as e:  # the kernel died, the notebook is unreadable, ...
         return {'status': 'failed', 'cell': None, 'ename': type(e).__name__, 'evalue': str(e), 'seconds': time.perf_counter() - t0}
 
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C during `reproduce`: the notebooks that finished keep their outputs; str() says where."
+
+def _check_arguments(preset, datasets, device, seeds, notebooks) -> tuple:
+    "Validate every argument of `reproduce` before any notebook runs: (spec, datasets, seeds, notebook paths)."
+    from .core import resolve_device
+    spec = repro_preset(preset)
+    known = {d.lower(): d for d in spec['train']}
+    ds = None
+    if datasets:
+        ds = [known.get(str(d).lower()) for d in datasets]
+        bad = [d for d, k in zip(datasets, ds) if k is None]
+        check(not bad, f"dataset {bad[0]!r} is not part of reproduction preset {preset!r}; expected one of {', '.join(spec['train'])}" if bad else '')
+    resolve_device(device)
+    sd = None
+    if seeds is not None:
+        sd = []
+        for s in ([seeds] if isinstance(seeds, (int, str)) else seeds):
+            ok = (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0) or (isinstance(s, str) and s.strip().isdigit())
+            check(ok, f'seed {s!r} is not a non-negative integer')
+            sd.append(int(s))
+    return spec, ds, sd, _notebook_paths(notebooks)
+
 def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, paper
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
@@ -774,11 +892,10 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               force: bool = False,          # delete the run cache first and train everything again
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
               verbose: bool = True) -> dict:
-    "Run the experiment notebooks with papermill; a failing notebook is reported and the others still run."
-    repro_preset(preset)
+    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
+    spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
     t0 = time.time()
     out_dir = Path(out) / preset
-    paths = _notebook_paths(notebooks)
     if force and (out_dir / 'runs').exists(): shutil.rmtree(out_dir / 'runs')
     (out_dir / 'notebooks').mkdir(parents=True, exist_ok=True)
     os.environ.setdefault('SCEGG_DATA', str(Path('data').resolve()))
@@ -786,24 +903,46 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     cmd = ' '.join(['scegg reproduce', f'--preset {preset}', f'--device {device}', f'--out {out}'] +
                    ([f'--datasets {",".join(datasets)}'] if datasets else []) + ([f'--root {root}'] if root else []) +
                    ([f'--seeds {",".join(map(str, seeds))}'] if seeds else []) + (['--force'] if force else []))
-    params = {'preset': preset, 'out_dir': str(out_dir.resolve()), 'device': str(device), 'command': cmd,
+    params = {'preset': preset, 'out_dir': str(out_dir.resolve()), 'device': str(device), 'command': cmd, 'stage_dir': None,
               'seeds': list(seeds) if seeds else None, 'datasets': list(datasets) if datasets else None,
               'root': str(root) if root else None}
-    report = {}
-    for p in paths:
-        if verbose: print(f'[scegg reproduce] {p.stem} ...', flush=True)
-        r = run_notebook(p, out_dir / 'notebooks' / p.name, params)
-        report[p.stem] = r
-        if verbose:
-            print(f"[scegg reproduce] {p.stem}: {r['status']} in {r['seconds']:.0f} s" +
-                  (f"; cell {r.get('cell')} ({r.get('cell_source', '')!r}): {r['ename']}: {r['evalue']}" if r['status'] != 'ok' else ''), flush=True)
+    report, stage_root = {}, out_dir / '.stage'
+    try:
+        for p in paths:
+            if verbose: print(f'[scegg reproduce] {p.stem} ...', flush=True)
+            stage = stage_root / p.stem   # the notebook writes here; its files move into out_dir only if it finishes
+            shutil.rmtree(stage, ignore_errors=True); (stage / 'files').mkdir(parents=True)
+            r = run_notebook(p, stage / p.name, {**params, 'stage_dir': str((stage / 'files').resolve())})
+            if r['status'] == 'ok':
+                normalise_notebook(stage / p.name)
+                for f in sorted((stage / 'files').iterdir()): os.replace(f, out_dir / f.name)
+                os.replace(stage / p.name, out_dir / 'notebooks' / p.name)
+                (out_dir / 'notebooks' / 'failed' / p.name).unlink(missing_ok=True)
+                _html(out_dir / 'notebooks' / p.name)
+            elif (stage / p.name).exists():   # the old outputs and notebook stay; the failed run is kept aside
+                (out_dir / 'notebooks' / 'failed').mkdir(exist_ok=True)
+                os.replace(stage / p.name, out_dir / 'notebooks' / 'failed' / p.name)
+                r['executed'] = str(out_dir / 'notebooks' / 'failed' / p.name)
+            shutil.rmtree(stage, ignore_errors=True)
+            report[p.stem] = r
+            if verbose:
+                print(f"[scegg reproduce] {p.stem}: {r['status']} in {r['seconds']:.0f} s" +
+                      (f"; cell {r.get('cell')} ({r.get('cell_source', '')!r}): {r['ename']}: {r['evalue']}" if r['status'] != 'ok' else ''), flush=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(stage_root, ignore_errors=True)
+        write_manifest(out_dir); write_report(out_dir)
+        raise Interrupted(f'interrupted; finished notebooks kept in {out_dir}') from None
+    shutil.rmtree(stage_root, ignore_errors=True)
     failed = [k for k, r in report.items() if r['status'] != 'ok']
     results = [Path(f) for f in finished_runs(out_dir / 'runs')]
     trained = [f for f in results if f.stat().st_mtime >= t0]
-    summary = {'preset': preset, 'out': str(out_dir), 'command': cmd, 'notebooks': report, 'failed': failed,
-               'ok': not failed, 'runs_total': len(results), 'runs_trained': len(trained), 'wall_s': time.time() - t0}
+    timing = {'wall_s', 'seconds', 'runs_trained'}   # kept out of the committed file: same run cache, same bytes
+    summary = {'preset': preset, 'out': str(out_dir), 'command': cmd,
+               'notebooks': {k: {a: b for a, b in r.items() if a not in timing} for k, r in report.items()},
+               'failed': failed, 'ok': not failed, 'runs_total': len(results)}
     write_json(out_dir / 'reproduce.json', summary)
-    write_manifest(out_dir)
+    summary.update(notebooks=report, out=str(out_dir), runs_trained=len(trained), wall_s=time.time() - t0)
+    write_manifest(out_dir); write_report(out_dir)
     if verbose:
         head = out_dir / 'table1_headline.md'
         if head.exists(): print('\n' + head.read_text())
@@ -811,3 +950,46 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               f"reused {len(results) - len(trained)}; {summary['wall_s']:.0f} s; outputs in {out_dir}")
         for k in failed: print(f"[scegg reproduce] FAILED {k}: cell {report[k].get('cell')}: {report[k].get('ename')}: {report[k].get('evalue')}")
     return summary
+
+# %% ../nbs/10_reproduce.ipynb #c046r
+def write_report(out_dir) -> Path:
+    "`out_dir`/index.html: one static page with every table and figure, its caption, protocol, seeds and command, and links."
+    import html
+    _ORDER = {n: i for i, n in enumerate(NOTEBOOKS)}
+    out_dir = Path(out_dir); e = lambda s: html.escape(str(s))
+    metas = [(p, read_json(p)) for p in out_dir.glob('*.meta.json')]
+    metas.sort(key=lambda pm: (_ORDER.get(pm[1].get('notebook'), 99), pm[0].name))
+    rep = read_json(out_dir / 'reproduce.json') if (out_dir / 'reproduce.json').exists() else {}
+    link = lambda f, text=None: (f'<a href="{e(f)}">{e(text or f)}</a>' if (out_dir / f).exists() else '')
+    def nb_link(nb):
+        return ' / '.join(x for x in (link(f'notebooks/{nb}.html', f'{nb} (HTML)'), link(f'notebooks/{nb}.ipynb', f'{nb}.ipynb')) if x)
+    body = [f'<h1>scegg reproduction: {e(out_dir.name)}</h1>',
+            f"<p>Made by <code>{e(rep.get('command', '?'))}</code>. Every table and figure below says what it shows, "
+            f"the protocol, the seeds of its runs and the command and notebook that made it. "
+            f"{link('MANIFEST.md', 'MANIFEST.md')} lists the same in text.</p>", '<h2>Executed notebooks</h2><ul>']
+    for nb, r in sorted((rep.get('notebooks') or {}).items(), key=lambda kv: _ORDER.get(kv[0], 99)):
+        body.append(f"<li>{nb_link(nb) or e(nb)}: {e(r.get('status'))}"
+                    + (f" ({e(r.get('ename'))}: {e(r.get('evalue'))}; {link('notebooks/failed/' + nb + '.ipynb', 'failed run')})" if r.get('status') != 'ok' else '') + '</li>')
+    body.append('</ul>')
+    for p, m in metas:
+        files = m.get('files', [])
+        name = p.name[:-len('.meta.json')]
+        body.append(f'<section id="{e(name)}"><h2>{e(name)}</h2>')
+        body.append(f"<p class=caption>{e(m.get('caption') or m.get('note') or name)}</p>")
+        if f'{name}.png' in files and (out_dir / f'{name}.png').exists():
+            body.append(f'<figure><img src="{e(name)}.png" alt="{e(m.get("caption") or name)}" style="max-width:100%"></figure>')
+        if f'{name}.csv' in files and (out_dir / f'{name}.csv').exists():
+            try: body.append(pd.read_csv(out_dir / f'{name}.csv').to_html(index=False, na_rep='', border=0, classes='t'))
+            except Exception as x: body.append(f'<p>table unreadable: {e(x)}</p>')
+        body.append('<dl>' + ''.join(f'<dt>{e(k)}</dt><dd>{v}</dd>' for k, v in (
+            ('protocol', e(m.get('protocol'))), ('seeds', e(m.get('seeds'))), ('varies', e(', '.join(m.get('axes') or []) or '-')),
+            ('runs', e(len(m.get('runs', [])))), ('note', e(m.get('note') or '-')),
+            ('command', f"<code>{e(m.get('command'))}</code>"), ('notebook', nb_link(m.get('notebook', '')) or e(m.get('notebook'))),
+            ('files', ' '.join(link(f) for f in files)))) + '</dl></section>')
+    style = ('body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table.t{border-collapse:collapse;font-size:85%}'
+             'table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}dl{display:grid;grid-template-columns:8em 1fr;font-size:85%}'
+             'dt{font-weight:bold}.caption{font-style:italic}section{border-top:1px solid #999;margin-top:2em}')
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>scegg reproduction: {e(out_dir.name)}</title>'
+            f'<style>{style}</style></head><body>\n' + '\n'.join(body) + '\n</body></html>\n')
+    with atomic_write(out_dir / 'index.html') as f: f.write(page)
+    return out_dir / 'index.html'

@@ -301,7 +301,7 @@ def test_bad_class_files(fx):
 
 
 def test_bad_dataset_name_and_root():
-    with pytest.raises(SceggError, match="unknown dataset 'ImageNet'; expected one of CUB, SUN, AWA2, AWA1, APY, CUB-mini, synthetic"):
+    with pytest.raises(SceggError, match="unknown dataset 'ImageNet'; expected one of CUB, SUN, AWA2, AWA1, APY, CUB-mini, CUB-224, synthetic"):
         load_dataset('ImageNet')
     with pytest.raises(SceggError, match='needs a data root'): load_dataset('SUN')
 
@@ -321,3 +321,37 @@ def test_check_dataset_reports_unreadable_and_missing_images(fx):
     P['res101'].unlink()
     s, problems = check_dataset('CUB', root)
     assert len(problems) == 1 and 'res101.mat is missing' in problems[0]
+
+
+# ---------------------------------------------------------------- issue 14: images that only decoding finds; duplicated lines
+def test_verify_images_decodes_and_lists_every_bad_image(fx):
+    from PIL import Image
+    root, P = fx
+    d = load_xlsa17(root, 'CUB')
+    for i in (0, 3, 7):   # a JPEG whose header is fine but whose scan data is cut: verify() passes it, decoding fails
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(d.image_paths[i], 'JPEG', quality=95)
+        b = Path(d.image_paths[i]).read_bytes(); Path(d.image_paths[i]).write_bytes(b[:len(b) * 2 // 3])
+    s, problems = check_dataset('CUB', root, verify_images=True)
+    bad = [p for p in problems if 'could not be decoded' in p]
+    assert [b.split(' could not')[0] for b in bad] == [d.image_paths[i] for i in (0, 3, 7)], problems
+
+
+def _mini(tmp_path):
+    cub = make_cub_fixture(tmp_path/'CUB', n_classes=6, per_class=4)
+    return cub, make_cub_subset(cub, tmp_path/'mini', ['Bird_A', 'Bird_B', 'Bird_D', 'Bird_E', 'Bird_F'])
+
+
+def test_cub_mini_duplicate_image_lines_rejected(tmp_path):
+    cub, mini = _mini(tmp_path)
+    lines = (mini/'images.txt').read_text().splitlines()
+    (mini/'images.txt').write_text('\n'.join(lines + [lines[2]]) + '\n')                 # the same line twice
+    with pytest.raises(SceggError, match=r"images.txt line 21 repeats image id 2 \(line 3\)"): load_cub_mini(mini, cub)
+    iid, rel = lines[2].split(', ')
+    (mini/'images.txt').write_text('\n'.join(lines + [f'99, {rel}']) + '\n')           # another id, the same file
+    with pytest.raises(SceggError, match=rf"images.txt line 21 repeats image {rel} \(line 3\)"): load_cub_mini(mini, cub)
+    lab = (mini/'image_class_labels.txt').read_text().splitlines()
+    (mini/'images.txt').write_text('\n'.join(lines) + '\n')
+    (mini/'image_class_labels.txt').write_text('\n'.join(lab + ['2, 3']) + '\n')       # a second label for image 2
+    with pytest.raises(SceggError, match=r"image_class_labels.txt line 21 repeats image id 2"): load_cub_mini(mini, cub)
+    (mini/'image_class_labels.txt').write_text('\n'.join(lab) + '\n')
+    assert len(load_cub_mini(mini, cub).image_paths) == 20                                # the intact folder still loads

@@ -46,7 +46,7 @@ def test_store_refuses_other_backbone_in_same_folder(tmp_path):
 def test_corrupt_chunk_is_reported(tmp_path):
     s = fabricate_store(tmp_path, 5, shape=(2, 2, 2), chunk_size=2)
     np.save(tmp_path / 'chunk-00001.npy', np.zeros((2, 3), np.float16))
-    with pytest.raises(SceggError, match='chunk-00001.npy holds'):
+    with pytest.raises(SceggError, match=r'chunk 1 \(chunk-00001.npy, images 2-3\) holds'):
         FeatureStore(tmp_path).maps([2])
 
 
@@ -89,3 +89,80 @@ def test_unreadable_image_in_worker_names_file(tmp_path):
     with pytest.raises(SceggError, match=r'^cannot read image .*004\.png'):
         extract_features(paths, tmp_path / 's', backbone='simple_cnn', batch_size=2, chunk_size=2, num_workers=2)
     assert FeatureStore(tmp_path / 's').complete_chunks() == [0, 1]
+
+
+# ---------------------------------------------------------------- issue 14: damaged chunks are found, named and repaired
+def _store(tmp_path, n=5):
+    paths = _images(tmp_path, n)
+    out = tmp_path / 's'
+    extract_features(paths, out, backbone='simple_cnn', batch_size=2, chunk_size=2, dataset_name='toy')
+    return paths, out
+
+
+def _damage(out, how):
+    f = out / 'chunk-00001.npy'
+    if how == 'truncated':
+        b = f.read_bytes(); f.write_bytes(b[:len(b) // 2])
+    else:  # the right shape and dtype, but NaN
+        np.save(f, np.full(np.load(f).shape, np.nan, np.float16))
+    return f
+
+
+@pytest.mark.parametrize('how', ['truncated', 'nan'])
+def test_damaged_chunk_named_on_load_and_repaired_by_extract(tmp_path, how):
+    paths, out = _store(tmp_path)
+    good = (out / 'chunk-00001.npy').read_bytes()
+    _damage(out, how)
+    s = open_store(out, paths)                                  # the markers say complete: loading must notice
+    with pytest.raises(SceggError) as e: s.maps([0, 2, 3])
+    msg = str(e.value)
+    assert '\n' not in msg and str(out) in msg and 'chunk 1' in msg and 'scegg data extract' in msg
+    assert 'extract_features' not in msg                        # no Python function to run
+    assert FeatureStore(out).verify() == {1: FeatureStore(out).verify()[1]} and len(FeatureStore(out).verify()) == 1
+    s2 = extract_features(paths, out, backbone='simple_cnn', batch_size=2, chunk_size=2, dataset_name='toy')
+    assert s2.extracted == [1] and s2.verify() == {}
+    assert (out / 'chunk-00001.npy').read_bytes() == good
+    assert torch.isfinite(s2.maps(range(5))).all()
+
+
+def test_chunk_marker_records_checksum(tmp_path):
+    _, out = _store(tmp_path)
+    m = json.loads((out / 'chunk-00000.done').read_text())
+    import hashlib
+    assert m['sha256'] == hashlib.sha256((out / 'chunk-00000.npy').read_bytes()).hexdigest()
+    # a same-size flip of bits is caught by the checksum alone
+    f = out / 'chunk-00000.npy'; b = bytearray(f.read_bytes()); b[-1] ^= 1; f.write_bytes(bytes(b))
+    assert 'checksum' in FeatureStore(out).verify()[0]
+
+
+def test_cli_extract_repairs_damaged_store(tmp_path, monkeypatch, capsys):
+    from scegg.cli import main
+    from scegg.data import make_xlsa17_fixture
+    root = make_xlsa17_fixture(tmp_path / 'x', 'CUB')
+    args = ['data', 'extract', 'CUB', '--root', str(root), '--backbone', 'simple_cnn', '--features-dir', str(tmp_path / 'f')]
+    assert main(args) == 0
+    chunk = next((tmp_path / 'f').rglob('chunk-00000.npy'))
+    good = chunk.read_bytes()
+    chunk.write_bytes(good[:len(good) // 3])
+    assert main(args) == 0
+    assert chunk.read_bytes() == good
+    assert 'chunk 0' in capsys.readouterr().out                # says what it repaired
+
+
+def _truncated_jpeg(path, seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path, quality=95)
+    b = Path(path).read_bytes(); Path(path).write_bytes(b[:len(b) * 2 // 3])   # header intact, scan data cut
+
+
+def test_extraction_lists_every_bad_image_and_writes_no_chunk_with_one(tmp_path):
+    paths = _images(tmp_path, 6)
+    for i in (1, 4):
+        paths[i] = str(tmp_path / f'bad{i}.jpg'); _truncated_jpeg(paths[i], i)
+    with pytest.raises(SceggError) as e:
+        extract_features(paths, tmp_path / 's', backbone='simple_cnn', batch_size=2, chunk_size=2)
+    msg = str(e.value)
+    assert '\n' not in msg and msg.startswith('cannot read 2 images') and 'bad1.jpg' in msg and 'bad4.jpg' in msg
+    listed = (tmp_path / 's' / 'unreadable_images.txt').read_text().split('\n')
+    assert [Path(l.split('\t')[0]).name for l in listed if l] == ['bad1.jpg', 'bad4.jpg']
+    assert FeatureStore(tmp_path / 's').complete_chunks() == [1]     # chunks 0 and 2 hold a bad image: not written

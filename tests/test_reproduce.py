@@ -35,7 +35,8 @@ def test_reproduce_end_to_end(tmp_path, monkeypatch):
     assert r['notebooks']['table1']['status'] == 'ok'
     d = out / 'smoke'
     for f in ('table1.csv', 'table1.md', 'table1.meta.json', 'table1_headline.md', 'MANIFEST.md',
-              'reproduce.json', 'notebooks/table1.ipynb', 'notebooks/broken.ipynb'):
+              'reproduce.json', 'notebooks/table1.ipynb', 'notebooks/failed/broken.ipynb', 'index.html',
+              'notebooks/table1.html'):
         assert (d / f).is_file(), f
     meta = json.loads((d / 'table1.meta.json').read_text())
     assert meta['axes'] == ['method', 'seed'] and meta['seeds'] == [0] and 'scegg reproduce --preset smoke' in meta['command']
@@ -44,10 +45,64 @@ def test_reproduce_end_to_end(tmp_path, monkeypatch):
     assert 'Differs from the paper' in (d / 'table1.md').read_text()
     assert r['runs_trained'] == 2 and r['runs_total'] == 2
     stamps = {p: p.stat().st_mtime_ns for p in finished_runs(d / 'runs')}
+    first = {f: (d / f).read_bytes() for f in ('table1.md', 'table1.csv', 'notebooks/table1.ipynb', 'reproduce.json')}
     # a second call trains nothing and leaves the finished runs untouched
     r2 = reproduce('smoke', out=out, notebooks=['table1'], verbose=False)
     assert r2['ok'] and r2['runs_trained'] == 0 and r2['runs_total'] == 2
     assert {p: p.stat().st_mtime_ns for p in finished_runs(d / 'runs')} == stamps
+    # same run cache, same bytes (issue 14: no timestamps, durations or kernel versions in the artefacts)
+    r3 = reproduce('smoke', out=out, notebooks=['table1', bad], verbose=False)
+    assert {f: (d / f).read_bytes() for f in first} == first
+    _check_report(d)
+
+
+def _links(page: Path) -> list:
+    from html.parser import HTMLParser
+    found = []
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == 'img': found.append(a['src'])
+            if tag == 'a': found.append(a['href'])
+    P().feed(page.read_text())
+    return found
+
+
+def _check_report(d: Path):
+    "index.html shows Table 1 with its caption, links the HTML notebook, and every link and image resolves."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from scegg.reproduce import save_figure, write_report
+    fig, ax = plt.subplots(); ax.plot([0, 1])
+    save_figure(fig, d, 'figx', {'caption': 'a test figure', 'notebook': 'table1', 'seeds': [0], 'command': 'c'})
+    page = write_report(d)
+    text = page.read_text()
+    assert 'Table 1 on synthetic' in text and 'a test figure' in text and 'scegg reproduce --preset smoke' in text
+    links = _links(page)
+    assert 'figx.png' in links and 'notebooks/table1.html' in links and 'notebooks/failed/broken.ipynb' in links
+    assert all((d / l).is_file() for l in links if not l.startswith(('http', '#'))), links
+
+
+def _browser():
+    import shutil
+    return next((b for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_browser() is None, reason='no headless browser (apt-get install chromium) to load index.html')
+def test_report_loads_in_headless_browser(tmp_path):
+    import subprocess
+    from scegg.reproduce import save_figure, save_table, write_report
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import pandas as pd
+    fig, ax = plt.subplots(); ax.plot([0, 1])
+    save_figure(fig, tmp_path, 'fig5_x', {'caption': 'Fig. 5 test', 'notebook': 'fig5_sensitivity', 'seeds': [0]})
+    save_table(pd.DataFrame({'a': [1.5]}), tmp_path, 'table1', {'caption': 'Table 1 test', 'notebook': 'table1', 'seeds': [0, 1]})
+    page = write_report(tmp_path)
+    out = subprocess.run([_browser(), '--headless', '--no-sandbox', '--disable-gpu', '--allow-file-access-from-files',
+                          '--dump-dom', page.as_uri()], capture_output=True, text=True, timeout=60)
+    dom = out.stdout
+    assert 'Fig. 5 test' in dom and 'Table 1 test' in dom and '<img src="fig5_x.png"' in dom, out.stderr[-2000:]
+    assert '<td>1.5</td>' in dom
+    assert all((tmp_path / l).is_file() for l in _links(page) if not l.startswith(('http', '#')))
 
 
 def test_check_table_runs_refuses_mismatch():
