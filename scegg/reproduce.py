@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import SceggError, check, atomic_write, write_json, read_json, config_hash
+from .core import SceggError, check, atomic_write, write_json, read_json, config_hash, file_lock
 from .pipeline import PRESETS, make_config, train, load_run
 
 # %% auto #0
@@ -658,9 +658,11 @@ def attention_experiment(ex: Experiment, n_images: int = 3, top: int = 8, cub_ro
 NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity')
 
 def experiments_dir() -> Path:
-    "The folder of the experiment notebooks (nbs/experiments beside the package, in a source checkout)."
+    "The experiment notebooks: nbs/experiments in a source checkout (the source), else the copies installed in the package."
     import scegg
-    return Path(scegg.__file__).resolve().parents[1] / 'nbs' / 'experiments'
+    pkg = Path(scegg.__file__).resolve().parent
+    src = pkg.parent / 'nbs' / 'experiments'
+    return src if src.is_dir() else pkg / 'experiments'
 
 def ensure_kernel(name: str = 'python3'):
     "Make sure papermill finds kernel `name`; install this interpreter's ipykernel spec into sys.prefix if not."
@@ -706,6 +708,17 @@ def run_notebook(src, dst, parameters: dict, cwd=None) -> dict:
     except Exception as e:  # the kernel died, the notebook is unreadable, ...
         return {'status': 'failed', 'cell': None, 'ename': type(e).__name__, 'evalue': str(e), 'seconds': time.perf_counter() - t0}
 
+def _holding_out_lock(fn):
+    "Run `fn` (`reproduce`) holding the lock of its output folder out/<preset>: one reproduction per folder at a time."
+    import functools, inspect
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        b = inspect.signature(fn).bind(*args, **kw); b.apply_defaults()
+        repro_preset(b.arguments['preset'])
+        with file_lock(Path(b.arguments['out']) / b.arguments['preset'], 'scegg reproduce'): return fn(*b.args, **b.kwargs)
+    return wrapper
+
+@_holding_out_lock
 def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, paper
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
@@ -722,7 +735,6 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     paths = _notebook_paths(notebooks)
     if force and (out_dir / 'runs').exists(): shutil.rmtree(out_dir / 'runs')
     (out_dir / 'notebooks').mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault('SCEGG_DATA', str(Path('data').resolve()))
     ensure_kernel()
     cmd = ' '.join(['scegg reproduce', f'--preset {preset}', f'--device {device}', f'--out {out}'] +
                    ([f'--datasets {",".join(datasets)}'] if datasets else []) + ([f'--root {root}'] if root else []) +

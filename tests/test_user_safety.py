@@ -177,8 +177,9 @@ def test_outputs_respect_umask(tmp_path, umask, mode):
 # ---------------------------------------------------------------- one-line errors
 
 def test_real_settings_from_the_command_line():
-    cfg = pipeline.make_config('smoke', {'image_size': '64', 'root': 'none', 'seed': '3', 'eggn.lr': '2e-3'})
-    assert (cfg.image_size, cfg.root, cfg.seed, cfg.eggn.lr) == (64, None, 3, 2e-3)
+    cfg = pipeline.make_config('smoke', {'image_size': '64', 'seed': '3', 'eggn.lr': '2e-3'})
+    assert (cfg.image_size, cfg.seed, cfg.eggn.lr) == (64, 3, 2e-3)
+    assert pipeline.make_config('smoke', {'image_size': 'none'}).image_size is None
 
 
 @pytest.mark.parametrize('setting,words', [('scen=3', 'scen.KEY=VALUE'), ('eggn=3', 'eggn.KEY=VALUE'),
@@ -279,8 +280,8 @@ def test_default_data_folder_does_not_depend_on_cwd(tmp_path, monkeypatch, capsy
     assert pipeline.data_dir() == tmp_path / 'xdg' / 'scegg'
     monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'd'))
     assert pipeline.data_dir() == tmp_path / 'd'
-    from scegg.synthetic import SYNTH_PRESETS, synthetic_dir
-    assert tmp_path / 'd' in synthetic_dir(SYNTH_PRESETS['smoke']).parents
+    from scegg.synthetic import SYNTH_PRESETS, default_synthetic_root
+    assert tmp_path / 'd' in default_synthetic_root(SYNTH_PRESETS['smoke']).parents
 
 
 def test_data_check_prints_data_folder_and_names_root_when_shared_data_missing(tmp_path, monkeypatch, capsys):
