@@ -25,14 +25,15 @@ def _parse_sets(pairs) -> dict:
 _DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
                'name': '--name'}
 
-def _data_options(a) -> dict:
+def _data_options(a, dataset=None) -> dict:
     "Loader options from --cub-root, --seen-classes, --unseen-classes and --name (paths made absolute)."
     from scegg.data import loader_options, canonical_dataset
     opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in _DATA_FLAGS.items()}
     opts = {k: (v if k == 'name' else str(Path(v).expanduser().resolve())) for k, v in opts.items() if v is not None}
-    if opts and canonical_dataset(a.dataset) is not None:
-        bad = [_DATA_FLAGS[k] for k in opts if k not in loader_options(a.dataset)]
-        check(not bad, f'{", ".join(bad)} do(es) not apply to {a.dataset}; they describe an image folder in the CUB-mini layout '
+    dataset = dataset or a.dataset
+    if opts and canonical_dataset(dataset) is not None:
+        bad = [_DATA_FLAGS[k] for k in opts if k not in loader_options(dataset)]
+        check(not bad, f'{", ".join(bad)} do(es) not apply to {dataset}; they describe an image folder in the CUB-mini layout '
               '(scegg train CUB-mini --root FOLDER ...)')
     return opts
 
@@ -105,8 +106,11 @@ def cmd_train(a):
 
 def cmd_reproduce(a):
     from scegg.reproduce import reproduce
+    from scegg.reproduce import REPRO_PRESETS
+    ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
+    opts = _data_options(a, ds) if ds else {}
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
-                  force=a.force)
+                  force=a.force, data_options=opts or None)
     failed = r.get('failed') if isinstance(r, dict) else None
     if failed: raise SceggError(f'{len(failed)} notebook(s) failed: {", ".join(map(str, failed))}')
 
@@ -185,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill -> tables and figures')
     r.add_argument('--preset', default='synthetic', help='synthetic | cub-mini | paper')
     r.add_argument('--datasets', nargs='*', default=None, help="data sets (default: the preset's)")
-    r.add_argument('--root', default=None, help="data root of the paper's data sets (CUB/, SUN/, AWA2/, xlsa17/, w2v/)")
+    r.add_argument('--root', default=None, help="data root of the paper's data sets (CUB/, SUN/, AWA2/, xlsa17/, w2v/), "
+                   'or the image folder of a CUB-mini-layout data set')
+    _add_data_flags(r)
     r.add_argument('--device', default='cpu', help=_DEVICE_HELP)
     r.add_argument('--seeds', type=int, default=None, help="Table 1 seeds (default: the preset's)")
     r.add_argument('--out', default='outputs', help='tables, figures, executed notebooks and the run cache go to OUT/PRESET/')

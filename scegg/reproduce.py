@@ -318,6 +318,7 @@ class Experiment:
     root: str | None = None             # data root for the paper's data sets
     command: str = 'nbdev-test (smoke defaults)'
     notebook: str = ''
+    data_options: dict | None = None    # loader options of every run (e.g. your own image set: cub_root, name, ...)
 
     def __post_init__(self):
         self.spec = repro_preset(self.preset)
@@ -339,7 +340,8 @@ class Experiment:
 
     def run(self, dataset: str, overrides: dict | None = None) -> dict:
         "Results of the run of `dataset` with `overrides` on top of the preset (cached)."
-        o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}), **(overrides or {})}
+        o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}),
+             **({'data_options': dict(self.data_options)} if self.data_options else {}), **(overrides or {})}
         return cached_run(self.train_preset(dataset), o, self.runs, self.device)
 
     def meta(self, results_list: list, axes, protocol, note: str = '') -> dict:
@@ -727,6 +729,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               out='outputs',                # tables, figures, runs and executed notebooks go to out/<preset>/
               force: bool = False,          # delete the run cache first and train everything again
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
+              data_options: dict | None = None,  # loader options of every run (your own image set: cub_root, name, ...)
               verbose: bool = True) -> dict:
     "Run the experiment notebooks with papermill; a failing notebook is reported and the others still run."
     repro_preset(preset)
@@ -738,10 +741,11 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     ensure_kernel()
     cmd = ' '.join(['scegg reproduce', f'--preset {preset}', f'--device {device}', f'--out {out}'] +
                    ([f'--datasets {",".join(datasets)}'] if datasets else []) + ([f'--root {root}'] if root else []) +
-                   ([f'--seeds {",".join(map(str, seeds))}'] if seeds else []) + (['--force'] if force else []))
+                   ([f'--seeds {",".join(map(str, seeds))}'] if seeds else []) + (['--force'] if force else []) +
+                   [f'--{k.replace("_file", "").replace("_", "-")} {v}' for k, v in (data_options or {}).items()])
     params = {'preset': preset, 'out_dir': str(out_dir.resolve()), 'device': str(device), 'command': cmd,
               'seeds': list(seeds) if seeds else None, 'datasets': list(datasets) if datasets else None,
-              'root': str(root) if root else None}
+              'root': str(root) if root else None, 'data_options': dict(data_options) if data_options else None}
     report = {}
     for p in paths:
         if verbose: print(f'[scegg reproduce] {p.stem} ...', flush=True)

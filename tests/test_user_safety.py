@@ -218,6 +218,17 @@ def test_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
         assert not list(tmp_path.glob(f'.{name}*')), 'temporary file left behind'
 
 
+def test_full_disk_torch_runtime_error_is_one_line(tmp_path, monkeypatch):
+    "torch's writer can turn a short write into a RuntimeError (message seen on /dev/full): still one line naming the file."
+    import scegg.core
+    def save_on_full_disk(obj, f):
+        raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598')
+    monkeypatch.setattr(scegg.core.torch, 'save', save_on_full_disk)
+    with pytest.raises(SceggError) as e: torch_save({'a': torch.zeros(10)}, tmp_path / 'eggn_last.pt')
+    assert 'eggn_last.pt' in str(e.value) and 'No space left' in str(e.value)
+    assert not list(tmp_path.iterdir()), 'temporary file left behind'
+
+
 def test_dataset_and_preset_names_have_one_spelling():
     a = pipeline.make_config('smoke', {'dataset': 'synthetic'})
     b = pipeline.make_config('SMOKE', {'dataset': 'Synthetic'})
@@ -267,6 +278,24 @@ def test_own_image_set_check_extract_train(own_set, tmp_path, capsys, data_home)
     r = json.loads((tmp_path / 'r' / 'results.json').read_text())
     assert r['dataset'] == 'my-birds' and 'my-birds' in r['caveat'] and 'CUB-mini' not in r['caveat']
     assert r['config']['data_options']['name'] == 'my-birds'
+
+
+def test_own_image_set_reproduce(own_set, tmp_path, capsys, monkeypatch, data_home):
+    "scegg reproduce hands the image set's options to every notebook, and the notebooks' runs use them."
+    import scegg.reproduce as rep
+    seen = []
+    monkeypatch.setattr(rep, 'run_notebook', lambda src, dst, params, cwd=None: seen.append(params) or {'status': 'ok', 'seconds': 0})
+    code, out, err = cli(capsys, 'reproduce', '--preset', 'cub-mini', *_own_flags(own_set), '--out', tmp_path / 'o')
+    assert code == 0, err
+    assert len(seen) == len(rep.NOTEBOOKS) and all(p['data_options']['name'] == 'my-birds' for p in seen)
+    assert seen[0]['root'] == str(own_set['root']) and '--name my-birds' in seen[0]['command']
+    # what a notebook does with them: Experiment.run trains on the user's set, recorded under its name
+    ex = rep.Experiment('cub-mini', str(tmp_path / 'o' / 'cub-mini'), root=str(own_set['root']),
+                        data_options=seen[0]['data_options'])
+    small = {'backbone': 'simple_cnn', 'scen.stage1_iters': 5, 'scen.stage2_iters': 5, 'scen.cls_hidden': 16,
+             'eggn.epochs': 1, 'eggn.hidden': 32, 'eggn.syn_num': 5, 'eggn.classifier_epochs': 1}
+    r = ex.run('CUB-mini', small)
+    assert r['dataset'] == 'my-birds' and 'my-birds' in r['caveat']
 
 
 # ---------------------------------------------------------------- where data lives
