@@ -118,6 +118,8 @@ def file_lock(folder, what: str = 'folder', wait: bool = False):
         os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
         yield folder / LOCK_NAME
     finally:
+        try: os.ftruncate(fd, 0)   # an idle lock file is empty: a refused command leaves every byte as it was
+        except OSError: pass
         os.close(fd)   # closing the descriptor releases the lock
 
 def data_home() -> Path:

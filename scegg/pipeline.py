@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #c002
 from __future__ import annotations
-import dataclasses, json, os, shutil, time
+import contextlib, dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,7 @@ METHODS = ('sc-egg', 'tf-vaegan')
 @dataclass
 class RunConfig:
     "Everything that defines one run; `scen` and `eggn` hold the stage hyper-parameters."
-    dataset: str = 'synthetic'        # CUB, SUN, AWA2, AWA1, APY, CUB-mini, synthetic
+    dataset: str = 'synthetic'        # CUB, SUN, AWA2, AWA1, APY, CUB-mini, CUB-224, synthetic (scegg.data.DATASETS)
     root: str | None = None           # data root (None: the dataset's default)
     data_options: dict = field(default_factory=dict)  # extra options of the dataset loader
     backbone: str = 'simple_cnn'      # see scegg.features.BACKBONES
@@ -233,7 +233,9 @@ def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resum
         log(view=out.name, stage='view', reused=True)
         return read_json(done)
     scen_cb, eggn_cb = _stage_hooks(log, out.name)
-    xs, guide, scen_metrics, trained, info = view_features(data, maps, cfg, device, scen_dir, resume, callback=scen_cb)
+    shared = scen_dir is not None and Path(out).resolve() not in Path(scen_dir).resolve().parents   # a SCEN cache of several runs
+    with file_lock(scen_dir, 'SCEN cache', wait=True) if shared and cfg.method == 'sc-egg' else contextlib.nullcontext():
+        xs, guide, scen_metrics, trained, info = view_features(data, maps, cfg, device, scen_dir, resume, callback=scen_cb)
     (x_tv, y_tv), (x_ts, y_ts), (x_tu, y_tu) = xs['trainval'], xs['test_seen'], xs['test_unseen']
     att = torch.as_tensor(data.att, dtype=torch.float32)
     seen, unseen = torch.as_tensor(data.seen), torch.as_tensor(data.unseen)
@@ -307,6 +309,8 @@ def _check_out_folder(out: Path):
     check(r != home and r not in home.parents, f'the run folder {out} is your home folder (or holds it); '
           'scegg writes a run into a folder of its own, e.g. --out runs/NAME')
     check(not out.exists() or out.is_dir(), f'the run folder {out} is a file; expected a folder (or a new path)')
+    up = next((p for p in out.parents if p.exists()), None)
+    check(up is None or up.is_dir(), f'cannot create the run folder {out}: {up} is a file, not a folder')
     if not out.exists(): return
     entries = sorted(n for n in os.listdir(out) if n != LOCK_NAME)
     if entries and not _is_run_folder(out):
