@@ -175,6 +175,7 @@ def _typed(value, kinds, key):
     if group and not isinstance(value, tuple(group)):
         raise SceggError(f'setting {key}={value!r}: {key} is a group of settings; set one of them as {key}.KEY=VALUE '
                          f'(e.g. {key}.{dataclasses.fields(group[0])[0].name}=...)')
+    if isinstance(value, os.PathLike) and str in kinds: return os.fspath(value)   # a Path where a folder name goes
     if isinstance(value, str) and str not in kinds:
         v = value.strip()
         if type(None) in kinds and v.lower() in ('none', 'null', ''): return None
@@ -199,9 +200,10 @@ def check_types(cfg, prefix: str = ''):
     for k, kinds in field_types(type(cfg)).items():
         v = getattr(cfg, k)
         if dataclasses.is_dataclass(v) and not isinstance(v, type): check_types(v, f'{prefix}{k}.')
-        elif kinds is not None and not isinstance(v, str): _typed(v, kinds, f'{prefix}{k}')
-        elif kinds is not None and str not in kinds:
-            raise SceggError(f'setting {prefix}{k}={v!r} (str): expected {_describe(kinds)}')
+        elif kinds is None: continue
+        elif isinstance(v, (str, os.PathLike)):   # text (or a Path, for a folder name) only where text goes
+            check(str in kinds, f'setting {prefix}{k}={v!r} ({type(v).__name__}): expected {_describe(kinds)}')
+        else: _typed(v, kinds, f'{prefix}{k}')
 
 def apply_overrides(cfg, overrides: dict | None = None, **kw):
     "A copy of dataclass `cfg` with `overrides` applied, each converted to and checked against its field's type."
