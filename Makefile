@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Library in sync with notebooks, notebooks clean, every notebook at smoke size, then pytest.
 test: export OMP_NUM_THREADS ?= 1
+test: export SCEGG_DATA ?= $(CURDIR)/data
 test: $(STAMP)
 	@SCEGG_PROGRESS=0 $(VENV)/bin/nbdev-test --n-workers 2 --timing --flags "$(NBDEV_FLAGS)"
 	@SCEGG_PROGRESS=0 $(PY) -m pytest -q -ra tests
 
+nbtest: export SCEGG_DATA ?= $(CURDIR)/data
 nbtest: $(STAMP)
 	SCEGG_PROGRESS=0 $(VENV)/bin/nbdev-test --n-workers 2 --timing --flags "$(NBDEV_FLAGS)"
 
+pytest: export SCEGG_DATA ?= $(CURDIR)/data
 pytest: $(STAMP)
 	SCEGG_PROGRESS=0 $(PY) -m pytest -q -ra tests
 

@@ -22,17 +22,41 @@ def _parse_sets(pairs) -> dict:
         out[k.strip()] = v.strip()
     return out
 
+_DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
+               'name': '--name'}
+
+def _data_options(a, dataset=None) -> dict:
+    "Loader options from --cub-root, --seen-classes, --unseen-classes and --name (paths made absolute)."
+    from scegg.data import loader_options, canonical_dataset
+    opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in _DATA_FLAGS.items()}
+    opts = {k: (v if k == 'name' else str(Path(v).expanduser().resolve())) for k, v in opts.items() if v is not None}
+    dataset = dataset or a.dataset
+    if opts and canonical_dataset(dataset) is not None:
+        bad = [_DATA_FLAGS[k] for k in opts if k not in loader_options(dataset)]
+        check(not bad, f'{", ".join(bad)} do(es) not apply to {dataset}; they describe an image folder in the CUB-mini layout '
+              '(scegg train CUB-mini --root FOLDER ...)')
+    return opts
+
+def _dataset(name: str) -> str:
+    from scegg.data import canonical_dataset
+    return canonical_dataset(name) or name
+
 def cmd_data_download(a):
     from scegg.download import download_dataset
     download_dataset(a.dataset, a.root, base_url=a.base_url)
     print(f'{a.dataset} is in {a.root}')
 
 def cmd_data_check(a):
-    from scegg.data import check_dataset
-    summary, problems = check_dataset(a.dataset, a.root, verify_images=a.verify_images)
+    from scegg.data import check_dataset, default_shared_data
+    from scegg.core import data_home
+    summary, problems = check_dataset(a.dataset, a.root, verify_images=a.verify_images, **_data_options(a))
+    summary['data_folder'] = str(data_home())   # where feature stores and generated data go ($SCEGG_DATA)
     print(json.dumps(summary, indent=1, default=str))
     for p in problems: print(f'problem: {p}', file=sys.stderr)
-    if problems: raise SceggError(f'{len(problems)} problem(s) found in {a.dataset} under {a.root}')
+    if not problems: return
+    if a.root is not None: raise SceggError(f'{len(problems)} problem(s) found in {a.dataset} under {a.root}')
+    raise SceggError(f'{len(problems)} problem(s) found in {a.dataset} at its default location ({default_shared_data()}); '
+                     'pass --root FOLDER, or set SCEGG_SHARED_DATA to the folder that holds the data')
 
 def cmd_data_synth(a):
     from scegg.synthetic import SYNTH_PRESETS, make_synthetic
@@ -50,8 +74,9 @@ def cmd_data_extract(a):
     from scegg.pipeline import RunConfig, ensure_store
     from scegg.core import resolve_device
     dev = resolve_device(a.device)
-    data = load_dataset(a.dataset, a.root)
-    cfg = RunConfig(dataset=a.dataset, root=a.root, backbone=a.backbone, image_size=a.image_size,
+    opts = _data_options(a)
+    data = load_dataset(a.dataset, a.root, **opts)
+    cfg = RunConfig(dataset=_dataset(a.dataset), root=a.root, data_options=opts, backbone=a.backbone, image_size=a.image_size,
                     features_dir=a.features_dir, extract_batch_size=a.batch_size)
     print(ensure_store(data, cfg, dev, verify=True))
 
@@ -63,7 +88,15 @@ def cmd_train(a):
     preset = a.preset or _DEFAULT_PRESET.get(a.dataset.upper())
     check(preset is not None, f'no default preset for {a.dataset!r}; choose one with --preset ({", ".join(PRESETS)})')
     over = _parse_sets(a.set)
-    over.setdefault('dataset', a.dataset)
+    over.setdefault('dataset', _dataset(a.dataset))
+    opts = _data_options(a)
+    if opts:
+        given = over.get('data_options') or {}
+        if isinstance(given, str):
+            try: given = json.loads(given)
+            except json.JSONDecodeError as e: raise SceggError(f'--set data_options={given!r}: expected a JSON object ({e.msg})') from e
+        check(isinstance(given, dict), f'--set data_options={given!r}: expected a JSON object')
+        over['data_options'] = {**given, **opts}
     if a.root is not None: over['root'] = a.root
     if a.features_dir is not None: over['features_dir'] = a.features_dir
     cfg = make_config(preset, over)
@@ -87,8 +120,11 @@ def cmd_predict(a):
 
 def cmd_reproduce(a):
     from scegg.reproduce import reproduce
+    from scegg.reproduce import REPRO_PRESETS
+    ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
+    opts = _data_options(a, ds) if ds else {}
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
-                  force=a.force)
+                  force=a.force, data_options=opts or None)
     failed = r.get('failed') if isinstance(r, dict) else None
     if failed: raise SceggError(f'{len(failed)} notebook(s) failed: {", ".join(map(str, failed))}')
 
@@ -105,7 +141,23 @@ def summary_table(r: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/09_cli.ipynb #c008
+_ROOT_HELP = ("the data folder (xlsa17 data sets: the folder holding xlsa17/, CUB/, SUN/, AWA2/, w2v/; CUB-mini, CUB-224: "
+              "the image folder; default: ../shared/data or $SCEGG_SHARED_DATA)")
+_DEVICE_HELP = "cpu, cuda or cuda:N (default cpu)"
+_FEATURES_HELP = "where feature stores go (default $SCEGG_DATA, else ~/.cache/scegg)"
+
+def _add_data_flags(x):
+    g = x.add_argument_group('your own image set (a folder in the CUB-mini layout: classes.txt, images.txt, '
+                             'image_class_labels.txt, train_test_split.txt, images/)')
+    g.add_argument('--cub-root', default=None, metavar='FOLDER', help='class attributes, attribute names, word vectors '
+                   'and default class lists (CUB_200_2011 layout; default: the parent of --root)')
+    g.add_argument('--seen-classes', default=None, metavar='FILE', help='seen class names, one a line (default: trainclasses1.txt)')
+    g.add_argument('--unseen-classes', default=None, metavar='FILE', help='unseen class names, one a line (default: valclasses1.txt)')
+    g.add_argument('--name', default=None, help='its name: runs, the feature store (features/NAME/) and the caveat use it')
+
 def build_parser() -> argparse.ArgumentParser:
+    from scegg.data import DATASETS
+    _DATASET_HELP = f'the data set: one of {", ".join(DATASETS)} (any case)'
     p = argparse.ArgumentParser(prog='scegg', description='SC-EGG (IJCAI-22), reproducibly: data, training, reproduction.')
     p.add_argument('--debug', action='store_true', help='show tracebacks')
     p.add_argument('--version', action='store_true', help='print the version and exit')
@@ -117,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument('--base-url', default=None, help='a mirror holding the same files (tests use a local server)')
     x.set_defaults(func=cmd_data_download)
     x = d.add_parser('check', help='check that every file of a dataset is there and well formed')
-    x.add_argument('dataset'); x.add_argument('--root', default=None)
+    x.add_argument('dataset', help=_DATASET_HELP); x.add_argument('--root', default=None, help=_ROOT_HELP)
+    _add_data_flags(x)
     x.add_argument('--verify-images', action='store_true', help='open every image')
     x.set_defaults(func=cmd_data_check)
     x = d.add_parser('synth', help='write the built-in synthetic benchmark')
@@ -126,21 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
     for k in ('n-classes', 'n-unseen', 'images-per-class', 'image-size'): x.add_argument(f'--{k}', type=int, default=None)
     x.set_defaults(func=cmd_data_synth)
     x = d.add_parser('extract', help='build the fp16 feature store of a dataset')
-    x.add_argument('dataset'); x.add_argument('--root', default=None)
+    x.add_argument('dataset', help=_DATASET_HELP); x.add_argument('--root', default=None, help=_ROOT_HELP)
+    _add_data_flags(x)
     x.add_argument('--backbone', default='efficientnet_lite0'); x.add_argument('--image-size', type=int, default=None)
     x.add_argument('--device', default='cpu'); x.add_argument('--batch-size', type=int, default=32)
-    x.add_argument('--features-dir', default=None, help='where stores go (default $SCEGG_DATA or ./data)')
+    x.add_argument('--features-dir', default=None, help=_FEATURES_HELP)
     x.set_defaults(func=cmd_data_extract)
 
     t = sub.add_parser('train', help='one run: features, SCEN, EGGN, evaluation -> RUN_DIR/results.json')
-    t.add_argument('dataset'); t.add_argument('--root', default=None)
+    t.add_argument('dataset', help=_DATASET_HELP); t.add_argument('--root', default=None, help=_ROOT_HELP)
+    _add_data_flags(t)
     t.add_argument('--preset', default=None, help='training preset (default: by dataset)')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting, e.g. eggn.epochs=5 (repeatable)')
-    t.add_argument('--device', default='cpu'); t.add_argument('--out', required=True)
-    t.add_argument('--features-dir', default=None)
+    t.add_argument('--device', default='cpu', help=_DEVICE_HELP)
+    t.add_argument('--out', required=True, help='the run folder: new, empty, or a scegg run folder (never . or your home folder)')
+    t.add_argument('--features-dir', default=None, help=_FEATURES_HELP)
     t.add_argument('--resume', dest='resume', action='store_true', default=True, help='continue from checkpoints (default)')
     t.add_argument('--no-resume', dest='resume', action='store_false')
-    t.add_argument('--force', action='store_true', help='overwrite a run folder of another configuration')
+    t.add_argument('--force', action='store_true', help='start over in a run folder of another configuration '
+                   '(removes only the files scegg wrote there)')
     t.set_defaults(func=cmd_train)
 
     x = sub.add_parser('predict', help='classify images with a finished run: top classes and an attention figure per image')
@@ -160,9 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill -> tables and figures')
     r.add_argument('--preset', default='synthetic', help='synthetic | cub-mini | paper')
-    r.add_argument('--datasets', nargs='*', default=None); r.add_argument('--root', default=None)
-    r.add_argument('--device', default='cpu'); r.add_argument('--seeds', type=int, default=None)
-    r.add_argument('--out', default='outputs'); r.add_argument('--force', action='store_true')
+    r.add_argument('--datasets', nargs='*', default=None, help="data sets (default: the preset's)")
+    r.add_argument('--root', default=None, help="data root of the paper's data sets (CUB/, SUN/, AWA2/, xlsa17/, w2v/), "
+                   'or the image folder of a CUB-mini-layout data set')
+    _add_data_flags(r)
+    r.add_argument('--device', default='cpu', help=_DEVICE_HELP)
+    r.add_argument('--seeds', type=int, default=None, help="Table 1 seeds (default: the preset's)")
+    r.add_argument('--out', default='outputs', help='tables, figures, executed notebooks and the run cache go to OUT/PRESET/')
+    r.add_argument('--force', action='store_true', help='delete the run cache OUT/PRESET/runs first and train every run again')
     r.set_defaults(func=cmd_reproduce)
     return p
 

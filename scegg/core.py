@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, os, platform, random, subprocess, sys, tempfile, time
+import contextlib, dataclasses, hashlib, json, numbers, os, platform, random, socket, subprocess, sys, tempfile, time, types, typing
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SceggError', 'check', 'atomic_write', 'write_json', 'read_json', 'torch_save', 'seed_everything', 'resolve_device',
-           'apply_overrides', 'config_diff', 'config_hash', 'git_state', 'provenance', 'progress', 'MapSource',
-           'ArrayMaps']
+__all__ = ['LOCK_NAME', 'SceggError', 'check', 'atomic_write', 'write_json', 'read_json', 'torch_save', 'file_lock', 'data_home',
+           'seed_everything', 'resolve_device', 'field_types', 'check_types', 'apply_overrides', 'config_diff',
+           'config_hash', 'git_state', 'provenance', 'progress', 'MapSource', 'ArrayMaps']
 
 # %% ../nbs/00_core.ipynb #c005
 class SceggError(Exception):
@@ -26,6 +26,18 @@ def check(cond, msg: str):
     if not cond: raise SceggError(msg)
 
 # %% ../nbs/00_core.ipynb #c009
+def _umask() -> int:
+    "The process's umask (read by setting and restoring it)."
+    m = os.umask(0o022); os.umask(m)
+    return m
+
+def _disk_full(e: Exception, folder) -> bool:
+    "Whether `e` (from a write into `folder`) means the disk is full."
+    s = str(e)
+    if any(w in s for w in ('No space left', 'file write failed', 'unexpected pos')): return True
+    try: return __import__('shutil').disk_usage(folder).free < 1 << 20
+    except OSError: return False
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = 'w', **kw):
     "Open a temporary file beside `path`; on success rename it to `path`, on failure remove it."
@@ -33,6 +45,7 @@ def atomic_write(path, mode: str = 'w', **kw):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+        if hasattr(os, 'fchmod'): os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; respect the umask instead
     except OSError as e:
         raise SceggError(f'cannot write to {path.parent}: {e.strerror or e}') from e
     ok = False
@@ -45,6 +58,9 @@ def atomic_write(path, mode: str = 'w', **kw):
         ok = True
     except OSError as e:
         raise SceggError(f'writing {path} failed: {e.strerror or e}') from e
+    except RuntimeError as e:   # torch's writer turns a short write into a RuntimeError
+        if not _disk_full(e, path.parent): raise
+        raise SceggError(f'writing {path} failed: No space left on device') from e
     finally:
         if not ok and os.path.exists(tmp): os.remove(tmp)
 
@@ -73,6 +89,46 @@ def torch_save(obj, path):
     "`torch.save` to `path` atomically."
     with atomic_write(path, 'wb') as f: torch.save(obj, f)
 
+# %% ../nbs/00_core.ipynb #c011b
+LOCK_NAME = '.scegg.lock'
+
+def _holder(path) -> str:
+    try: h = json.loads(Path(path).read_text() or '{}')
+    except (OSError, ValueError): h = {}
+    if not h: return 'another process'
+    return f"pid {h.get('pid')} on host {h.get('host')} since {h.get('since')}" + (f" ({h['what']})" if h.get('what') else '')
+
+@contextlib.contextmanager
+def file_lock(folder, what: str = 'folder', wait: bool = False):
+    "Hold an exclusive lock on `folder` (created if missing) while the block runs; `SceggError` naming the holder if taken."
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e: raise SceggError(f'cannot lock {folder}: {e.strerror or e}') from e
+    try:
+        try: import fcntl
+        except ImportError: fcntl = None   # not POSIX: no lock
+        if fcntl is not None:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise SceggError(f'{folder} ({what}) is in use by {_holder(folder / LOCK_NAME)}; '
+                                 'wait for it to finish, or use another folder') from None
+        me = {'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'what': what}
+        os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
+        yield folder / LOCK_NAME
+    finally:
+        try: os.ftruncate(fd, 0)   # an idle lock file is empty: a refused command leaves every byte as it was
+        except OSError: pass
+        os.close(fd)   # closing the descriptor releases the lock
+
+def data_home() -> Path:
+    "Where generated data and feature stores go: $SCEGG_DATA, else $XDG_CACHE_HOME/scegg, else ~/.cache/scegg."
+    if os.environ.get('SCEGG_DATA'): return Path(os.environ['SCEGG_DATA']).expanduser()
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / '.cache') / 'scegg'
+
+
 # %% ../nbs/00_core.ipynb #c013
 def seed_everything(seed: int) -> torch.Generator:
     "Seed python, numpy and torch; return a torch generator seeded with `seed` for explicit use."
@@ -90,27 +146,72 @@ def resolve_device(device: str | torch.device | None = 'cpu') -> torch.device:
     return dev
 
 # %% ../nbs/00_core.ipynb #c016
-def _convert(value, like, key):
-    if not isinstance(value, str) or isinstance(like, str) or like is None: return value
-    try:
-        if isinstance(like, bool): 
-            v = value.strip().lower()
-            if v in ('1', 'true', 'yes', 'on'): return True
-            if v in ('0', 'false', 'no', 'off'): return False
-            raise ValueError(value)
-        if isinstance(like, int): return int(value)
-        if isinstance(like, float): return float(value)
-    except ValueError as e:
-        raise SceggError(f'setting {key}={value!r}: expected a {type(like).__name__}') from e
+def field_types(cls) -> dict:
+    "{field: tuple of accepted types} of dataclass `cls`, from its annotations (`int | None` -> (int, NoneType))."
+    try: hints = typing.get_type_hints(cls)
+    except Exception: hints = {}
+    def kinds(tp):
+        if tp is Any: return None
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            ks = [kinds(a) for a in typing.get_args(tp)]
+            return None if any(k is None for k in ks) else tuple(t for k in ks for t in k)
+        return (typing.get_origin(tp) or tp,)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in hints: out[f.name] = kinds(hints[f.name])
+        elif f.default is not dataclasses.MISSING and f.default is not None: out[f.name] = (type(f.default),)
+        else: out[f.name] = None
+    return out
+
+def _describe(kinds) -> str:
+    names = {bool: 'true/false', int: 'an int', float: 'a number', str: 'a string', dict: 'a dict (JSON object)',
+             list: 'a list', type(None): 'none'}
+    return ' or '.join(names.get(k, f'a {k.__name__}') for k in kinds)
+
+def _typed(value, kinds, key):
+    "`value` as one of `kinds` (command-line strings are parsed); SceggError if it is none of them."
+    if kinds is None: return value
+    group = [k for k in kinds if dataclasses.is_dataclass(k)]
+    if group and not isinstance(value, tuple(group)):
+        raise SceggError(f'setting {key}={value!r}: {key} is a group of settings; set one of them as {key}.KEY=VALUE '
+                         f'(e.g. {key}.{dataclasses.fields(group[0])[0].name}=...)')
+    if isinstance(value, os.PathLike) and str in kinds: return os.fspath(value)   # a Path where a folder name goes
+    if isinstance(value, str) and str not in kinds:
+        v = value.strip()
+        if type(None) in kinds and v.lower() in ('none', 'null', ''): return None
+        if bool in kinds and v.lower() in ('1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'):
+            return v.lower() in ('1', 'true', 'yes', 'on')
+        for k, parse in ((int, int), (float, float), (dict, json.loads), (list, json.loads)):
+            if k not in kinds: continue
+            try: x = parse(v)
+            except ValueError: continue
+            if isinstance(x, k): return x
+        raise SceggError(f'setting {key}={value!r}: expected {_describe(kinds)}')
+    ok = any((isinstance(value, numbers.Integral) and not isinstance(value, bool)) if k is int else
+             (isinstance(value, numbers.Real) and not isinstance(value, bool)) if k is float else
+             isinstance(value, k) for k in kinds)
+    if not ok: raise SceggError(f'setting {key}={value!r} ({type(value).__name__}): expected {_describe(kinds)}')
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)): return int(value)   # numpy ints
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)): return float(value)
     return value
 
+def check_types(cfg, prefix: str = ''):
+    "SceggError unless every field of dataclass `cfg` (nested ones too) holds a value of its annotated type."
+    for k, kinds in field_types(type(cfg)).items():
+        v = getattr(cfg, k)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type): check_types(v, f'{prefix}{k}.')
+        elif kinds is None: continue
+        elif isinstance(v, (str, os.PathLike)):   # text (or a Path, for a folder name) only where text goes
+            check(str in kinds, f'setting {prefix}{k}={v!r} ({type(v).__name__}): expected {_describe(kinds)}')
+        else: _typed(v, kinds, f'{prefix}{k}')
+
 def apply_overrides(cfg, overrides: dict | None = None, **kw):
-    "A copy of dataclass `cfg` with `overrides` applied; unknown keys raise `SceggError`."
+    "A copy of dataclass `cfg` with `overrides` applied, each converted to and checked against its field's type."
     overrides = {**(overrides or {}), **kw}
-    names = {f.name for f in dataclasses.fields(cfg)}
-    bad = sorted(set(overrides) - names)
-    check(not bad, f'{type(cfg).__name__} has no setting {", ".join(bad)}; known: {", ".join(sorted(names))}')
-    return dataclasses.replace(cfg, **{k: _convert(v, getattr(cfg, k), k) for k, v in overrides.items()})
+    types_ = field_types(type(cfg))
+    bad = sorted(set(overrides) - set(types_))
+    check(not bad, f'{type(cfg).__name__} has no setting {", ".join(bad)}; known: {", ".join(sorted(types_))}')
+    return dataclasses.replace(cfg, **{k: _typed(v, types_[k], k) for k, v in overrides.items()})
 
 def config_diff(cfg, reference) -> dict:
     "The settings of `cfg` that differ from `reference`, as {key: (value, reference_value)}."

@@ -17,7 +17,8 @@ __all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MI
            'l2_rows', 'ZSLDataset', 'subset_classes', 'make_validation_split', 'load_mat', 'read_lines',
            'load_word_vectors', 'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths', 'load_xlsa17',
            'make_xlsa17_fixture', 'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset',
-           'make_cub_fixture', 'load_cub_224', 'image_problems', 'load_dataset', 'check_dataset']
+           'make_cub_fixture', 'load_cub_224', 'image_problems', 'canonical_dataset', 'loader_options', 'load_dataset',
+           'check_dataset']
 
 # %% ../nbs/01_data.ipynb #c005
 def _int64(a) -> np.ndarray: return np.asarray(a, dtype=np.int64).reshape(-1)
@@ -431,7 +432,8 @@ def cub_files(cub_root) -> dict:
 
 # %% ../nbs/01_data.ipynb #c029
 def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_classes_file=None,
-                  holdout: float = 0.2, seed: int = 0) -> ZSLDataset:
+                  holdout: float = 0.2, seed: int = 0,
+                  name: str | None = None) -> ZSLDataset:   # the data set's name (default CUB-mini): runs, stores and caveat use it
     "The real CUB subset of `mini_root` as a zero-shot benchmark (attributes and word vectors from `cub_root`)."
     mini = Path(mini_root) if mini_root is not None else default_shared_data()/'CUB'/'mini_dev'
     cub = Path(cub_root) if cub_root is not None else mini.parent
@@ -491,8 +493,13 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     vt = np.setdiff1d(seen, vu)
     splits.update(make_validation_split(splits['trainval'].ids, splits['trainval'].labels, vt, vu, holdout, seed))
     orig = cont[rows]
-    return ZSLDataset('CUB-mini', class_names, names, l2_rows(orig), orig.astype(np.float32), wv, seen, unseen,
-                      paths, labels, splits, vt, vu, root=str(mini), release='cub-mini', caveat=CUB_MINI_CAVEAT,
+    check(name is None or (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9][\w.+-]*', name)),
+          f'data set name {name!r}: expected letters, digits, ".", "_", "+" or "-" (it names a folder)')
+    caveat = CUB_MINI_CAVEAT if name in (None, 'CUB-mini') else (
+        f'{name}: a CUB-layout image set ({mini}); some CUB classes are ImageNet-1K classes, so an ImageNet backbone '
+        'may have seen them and zero-shot numbers may be optimistic.')
+    return ZSLDataset(name or 'CUB-mini', class_names, names, l2_rows(orig), orig.astype(np.float32), wv, seen, unseen,
+                      paths, labels, splits, vt, vu, root=str(mini), release='cub-mini', caveat=caveat,
                       extras={'source_image_ids': np.array(src_ids), 'cub_class_index': np.array(rows),
                               'cub_root': str(cub), 'word_vectors': str(wv_p)})
 
@@ -617,11 +624,26 @@ def image_problems(path) -> list[str]:
 # %% ../nbs/01_data.ipynb #c038
 DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic')
 
-def load_dataset(name: str, root=None, **options) -> ZSLDataset:
-    "Benchmark `name` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic') under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
-    canon = {d.lower(): d for d in DATASETS}
-    key = canon.get(str(name).lower().replace('_', '-'))
+def canonical_dataset(name: str) -> str | None:
+    "The registered spelling of dataset `name` (case and '_'/'-' ignored: 'cub_mini' -> 'CUB-mini'), None if unknown."
+    return {d.lower(): d for d in DATASETS}.get(str(name).lower().replace('_', '-'))
+
+def loader_options(name: str) -> set:
+    "The options (keyword arguments) the loader of dataset `name` accepts, for checking `data_options` up front."
+    import inspect
+    key = canonical_dataset(name)
     check(key is not None, f'unknown dataset {name!r}; expected one of {", ".join(DATASETS)}')
+    if key == 'synthetic':
+        from scegg.synthetic import load_synthetic, SynthConfig
+        fn, extra = load_synthetic, {f.name for f in dataclasses.fields(SynthConfig)}
+    else: fn, extra = {'CUB-mini': load_cub_mini, 'CUB-224': load_cub_224}.get(key, load_xlsa17), set()
+    ps = inspect.signature(fn).parameters
+    return {k for k, p in list(ps.items())[1:] if p.kind is not p.VAR_KEYWORD} - {'dataset'} | extra
+
+def load_dataset(dataset: str, root=None, **options) -> ZSLDataset:
+    "Benchmark `dataset` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic'; any case) under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
+    key = canonical_dataset(dataset)
+    check(key is not None, f'unknown dataset {dataset!r}; expected one of {", ".join(DATASETS)}')
     if key == 'synthetic':
         from scegg.synthetic import load_synthetic
         return load_synthetic(root, **options)
@@ -630,10 +652,10 @@ def load_dataset(name: str, root=None, **options) -> ZSLDataset:
     check(root is not None, f'dataset {key} needs a data root (the folder holding xlsa17/, {key}/ and w2v/); pass --root')
     return load_xlsa17(root, key, **options)
 
-def check_dataset(name: str, root=None, verify_images: bool = False, **options) -> tuple:
-    "Load a benchmark and check its files; returns (summary dict, list of problems)."
-    try: ds = load_dataset(name, root, **options)
-    except SceggError as e: return {'name': name, 'root': None if root is None else str(root)}, [str(e)]
+def check_dataset(dataset: str, root=None, verify_images: bool = False, **options) -> tuple:
+    "Load a benchmark and check its files; returns (summary dict, list of problems). `options` go to its loader."
+    try: ds = load_dataset(dataset, root, **options)
+    except SceggError as e: return {'name': options.get('name', dataset), 'root': None if root is None else str(root)}, [str(e)]
     problems = []
     missing = [p for p in ds.image_paths if not os.path.isfile(p)]
     if missing: problems.append(f'{len(missing)} of {len(ds.image_paths)} images are missing, e.g. {missing[0]}')

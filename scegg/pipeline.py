@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #c002
 from __future__ import annotations
-import dataclasses, json, os, shutil, time
+import contextlib, dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
+                        check_types, file_lock, data_home, LOCK_NAME,
                         config_diff, config_hash, provenance, progress, torch_save)
-from .data import load_dataset, ZSLDataset
+from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_zsl_eval, MinMaxScaler, TrainedSCEN
 from .scen import _check_config as _check_scen
@@ -21,9 +22,10 @@ from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validatio
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'FINAL_CLASSIFIERS', 'RunConfig', 'make_config', 'differs_from_paper',
-           'data_dir', 'load_run_data', 'ensure_store', 'view_features', 'log_event', 'read_events',
-           'final_classifiers', 'fit_view', 'protocol_results', 'run_eszsl', 'scen_dir', 'train', 'load_run']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES', 'RunConfig', 'make_config',
+           'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store', 'view_features', 'log_event',
+           'read_events', 'final_classifiers', 'fit_view', 'protocol_results', 'run_eszsl', 'scen_dir', 'train',
+           'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -31,7 +33,7 @@ METHODS = ('sc-egg', 'tf-vaegan')
 @dataclass
 class RunConfig:
     "Everything that defines one run; `scen` and `eggn` hold the stage hyper-parameters."
-    dataset: str = 'synthetic'        # CUB, SUN, AWA2, AWA1, APY, CUB-mini, synthetic
+    dataset: str = 'synthetic'        # CUB, SUN, AWA2, AWA1, APY, CUB-mini, CUB-224, synthetic (scegg.data.DATASETS)
     root: str | None = None           # data root (None: the dataset's default)
     data_options: dict = field(default_factory=dict)  # extra options of the dataset loader
     backbone: str = 'simple_cnn'      # see scegg.features.BACKBONES
@@ -39,7 +41,7 @@ class RunConfig:
     method: str = 'sc-egg'            # 'sc-egg' or 'tf-vaegan'
     seed: int = 56441                 # seeds SCEN and EGGN (the released SUN seed)
     eszsl: bool = True                # also report ESZSL on pooled backbone features (cheap)
-    features_dir: str | None = None   # where the feature store lives (None: $SCEGG_DATA or ./data)
+    features_dir: str | None = None   # where the feature store lives (None: $SCEGG_DATA, else ~/.cache/scegg)
     extract_batch_size: int = 32
     threads: int = 0                  # torch CPU threads (0: torch's default); small CPU presets run faster on 1
     scen: SCENConfig = field(default_factory=SCENConfig)
@@ -51,6 +53,7 @@ _POSITIVE = {'scen': ('batch_size', 'cls_hidden', 'eval_batch_size', 'checkpoint
                       'checkpoint_every', 'lr', 'feed_lr', 'dec_lr', 'classifier_lr')}
 
 def _check_run(cfg: RunConfig):
+    check_types(cfg)   # a wrong Python type fails here, before any folder exists, not mid-run
     check(cfg.method in METHODS, f"method {cfg.method!r} is unknown; expected one of {', '.join(METHODS)}")
     for part, keys in _POSITIVE.items():
         for k in keys:
@@ -63,6 +66,10 @@ def _check_run(cfg: RunConfig):
     check(cfg.extract_batch_size >= 1, f'extract_batch_size={cfg.extract_batch_size}: expected at least 1')
     check(cfg.image_size is None or cfg.image_size >= 1, f'image_size={cfg.image_size}: expected at least 1')
     check(isinstance(cfg.data_options, dict), f'data_options={cfg.data_options!r}: expected a dict (JSON object)')
+    if canonical_dataset(cfg.dataset) is not None:
+        known = loader_options(cfg.dataset)
+        bad = sorted(set(cfg.data_options) - known)
+        check(not bad, f'data_options {", ".join(bad)}: not options of the {cfg.dataset} loader; it takes {", ".join(sorted(known))}')
     _check_scen(cfg.scen)
     get_backbone(cfg.backbone, cfg.image_size)
 
@@ -104,11 +111,17 @@ def _split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     return top, scen, eggn
 
 def make_config(preset: str = 'smoke', overrides: dict | None = None) -> RunConfig:
-    "The `RunConfig` of `preset` ('smoke', 'synthetic', 'cub-mini', 'paper-CUB', 'paper-SUN', 'paper-AWA2') with `overrides` ({'eggn.epochs': 3, ...})."
-    check(preset in PRESETS, f"preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
-    p = PRESETS[preset]
+    "The `RunConfig` of `preset` ('smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2'; any case) with `overrides` ({'seed': 1, 'eggn.epochs': 3, ...})."
+    key = {k.lower(): k for k in PRESETS}.get(str(preset).lower())   # one rule for presets and data sets: any case
+    check(key is not None, f"preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
+    p = PRESETS[key]
     top, s, e = _split_overrides(overrides)
+    for k in ('scen', 'eggn'):
+        if k in top: raise SceggError(f'setting {k}={top[k]!r}: {k} is a group of settings; set one of them as {k}.KEY=VALUE')
     base = {k: v for k, v in p.items() if k not in ('scen', 'eggn')}
+    base.setdefault('data_options', {})
+    if isinstance(top.get('dataset'), str) and canonical_dataset(top['dataset']):   # stored as registered: 'cub_mini' -> 'CUB-mini'
+        top['dataset'] = canonical_dataset(top['dataset'])
     if str(top.get('dataset', base['dataset'])).lower() != base['dataset'].lower():
         base['data_options'] = {}   # the preset's loader options belong to the preset's dataset
     if isinstance(top.get('data_options'), str):   # from the command line: --set 'data_options={"holdout": 0.3}'
@@ -141,8 +154,8 @@ def differs_from_paper(cfg: RunConfig) -> dict:
 
 # %% ../nbs/08_pipeline.ipynb #c011
 def data_dir() -> Path:
-    "Where generated data and feature stores go: $SCEGG_DATA, else ./data."
-    return Path(os.environ.get('SCEGG_DATA', 'data'))
+    "Where generated data and feature stores go: $SCEGG_DATA, else $XDG_CACHE_HOME/scegg (default ~/.cache/scegg)."
+    return data_home()
 
 def load_run_data(cfg: RunConfig) -> ZSLDataset:
     "The `ZSLDataset` a run trains on: `cfg.dataset` under `cfg.root` with `cfg.data_options`."
@@ -160,14 +173,18 @@ def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
     if (path / 'manifest.json').exists() and open_store(path, require_complete=False).fingerprint != fp:
         # another image list under the same name (e.g. two synthetic presets): a folder of its own, nothing overwritten
         path = path.with_name(f'{path.name}-{fp[:8]}')
-    try:
-        if not verify: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
-    except SceggError:
+    if not verify:
+        try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
+        except SceggError: pass
+    with file_lock(path, 'feature store'):   # one extracting process per store
+        if not verify:
+            try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)   # finished while we waited
+            except SceggError: pass
         if (path / 'manifest.json').exists():
             s = open_store(path, require_complete=False)
             check(s.fingerprint == fp, f'feature store {path} was built for another image list; delete it or choose another features_dir')
-    return extract_features(data.image_paths, path, cfg.backbone, cfg.image_size, device=device,
-                            batch_size=cfg.extract_batch_size, dataset_name=data.name)
+        return extract_features(data.image_paths, path, cfg.backbone, cfg.image_size, device=device,
+                                batch_size=cfg.extract_batch_size, dataset_name=data.name)
 
 # %% ../nbs/08_pipeline.ipynb #c013
 def _split_xy(x_of, data, name):
@@ -245,7 +262,9 @@ def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resum
         log(view=out.name, stage='view', reused=True)
         return read_json(done)
     scen_cb, eggn_cb = _stage_hooks(log, out.name)
-    xs, guide, scen_metrics, trained, info = view_features(data, maps, cfg, device, scen_dir, resume, callback=scen_cb)
+    shared = scen_dir is not None and Path(out).resolve() not in Path(scen_dir).resolve().parents   # a SCEN cache of several runs
+    with file_lock(scen_dir, 'SCEN cache', wait=True) if shared and cfg.method == 'sc-egg' else contextlib.nullcontext():
+        xs, guide, scen_metrics, trained, info = view_features(data, maps, cfg, device, scen_dir, resume, callback=scen_cb)
     (x_tv, y_tv), (x_ts, y_ts), (x_tu, y_tu) = xs['trainval'], xs['test_seen'], xs['test_unseen']
     att = torch.as_tensor(data.att, dtype=torch.float32)
     seen, unseen = torch.as_tensor(data.seen), torch.as_tensor(data.unseen)
@@ -301,24 +320,71 @@ def scen_dir(cfg: RunConfig, view: ZSLDataset, view_out: Path, scen_cache=None) 
     return Path(scen_cache) / key
 
 # %% ../nbs/08_pipeline.ipynb #c021
-def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
-    "Create `out`; True when a finished results.json of this very configuration exists."
-    conf = {'config': dataclasses.asdict(cfg), 'hash': config_hash(dataclasses.asdict(cfg))}
-    cj = out / 'config.json'
+RUN_MARKER = '.scegg-run.json'
+RUN_FILES = ('config.json', 'results.json', 'events.jsonl', 'validation', 'test')   # what `train` writes into a run folder
+
+def _scegg_entry(name: str) -> bool:
+    "Whether `name` in a run folder is something scegg writes (a run file, the marker, the lock, a temporary of them)."
+    names = (*RUN_FILES, RUN_MARKER, LOCK_NAME)
+    return name in names or any(name.startswith(f'.{n}.') and name.endswith('.tmp') for n in names)
+
+def _is_run_folder(out: Path) -> bool:
+    "A folder scegg created for a run: it carries the marker, or (older runs) a scegg config.json and only scegg's files."
+    try: m = read_json(out / RUN_MARKER) if (out / RUN_MARKER).is_file() else None
+    except SceggError: m = None
+    if isinstance(m, dict) and m.get('format') == 'scegg-run-1': return True
+    try: c = read_json(out / 'config.json') if (out / 'config.json').is_file() else None
+    except SceggError: c = None
+    return isinstance(c, dict) and {'config', 'hash'} <= set(c) and all(_scegg_entry(n) for n in os.listdir(out))
+
+def _check_out_folder(out: Path):
+    "Refuse a run folder that is the current or home folder (or holds them), or a non-empty folder scegg did not create."
+    r, cwd, home = out.resolve(), Path.cwd().resolve(), Path.home().resolve()
+    check(r != cwd and r not in cwd.parents, f'the run folder {out} is the current folder (or holds it); '
+          'scegg writes a run into a folder of its own, e.g. --out runs/NAME')
+    check(r != home and r not in home.parents, f'the run folder {out} is your home folder (or holds it); '
+          'scegg writes a run into a folder of its own, e.g. --out runs/NAME')
     check(not out.exists() or out.is_dir(), f'the run folder {out} is a file; expected a folder (or a new path)')
+    up = next((p for p in out.parents if p.exists()), None)
+    check(up is None or up.is_dir(), f'cannot create the run folder {out}: {up} is a file, not a folder')
+    if not out.exists(): return
+    entries = sorted(n for n in os.listdir(out) if n != LOCK_NAME)
+    if entries and not _is_run_folder(out):
+        raise SceggError(f'{out} is not a scegg run folder (it holds {", ".join(entries[:3])}' + (', ...' if len(entries) > 3 else '')
+                         + '); scegg writes only into a new or empty folder or a run folder of its own: choose another --out')
+
+def _remove_run_files(out: Path):
+    "Delete what scegg wrote into run folder `out` (RUN_FILES and their temporaries), nothing else."
+    for n in os.listdir(out):
+        if n in (RUN_MARKER, LOCK_NAME) or not _scegg_entry(n): continue
+        p = out / n
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
+    "Create `out` (call under its lock); True when a results.json of this very configuration exists."
+    h = config_hash(dataclasses.asdict(cfg))
+    conf = {'config': dataclasses.asdict(cfg), 'hash': h}
+    cj, rj = out / 'config.json', out / 'results.json'
+    _check_out_folder(out)
+    if force and out.exists(): _remove_run_files(out)
+    rhash = read_json(rj).get('config_hash') if rj.exists() else None
+    if rhash == h: return True     # results carry their own configuration hash: reused only for the very same one
     # a folder whose run never got past config.json (e.g. a wrong --root) holds nothing to protect
     worked = any((out / n).exists() for n in ('results.json', 'validation', 'test'))
-    if cj.exists() and not force:
+    if cj.exists() and worked:
         old = read_json(cj)
-        if old.get('hash') != conf['hash'] and worked:
+        if old.get('hash') != h:
             diff = {k: v for k, v in _flat_diff(old.get('config', {}), conf['config']).items()}
             raise SceggError(f'{out} holds a run of another configuration (differs in {", ".join(diff) or "its hash"}); '
                              'use another --out or --force to overwrite it')
-        if (out / 'results.json').exists(): return True
-    elif cj.exists() and force:
-        shutil.rmtree(out)
+    if rj.exists():
+        raise SceggError(f'{rj} holds the results of another configuration (hash {rhash}, not {h}), e.g. of a concurrent '
+                         'run; use --force to start this run over in this folder, or another --out')
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise SceggError(f'cannot create the run folder {out}: {e.strerror or e}') from e
+    if not (out / RUN_MARKER).exists():
+        write_json(out / RUN_MARKER, {'format': 'scegg-run-1', 'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                                      'writes': list(RUN_FILES), 'note': 'scegg train --force removes only these'})
     write_json(cj, conf)
     return False
 
@@ -345,7 +411,12 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     dev = resolve_device(device)
     if cfg.threads > 0 and dev.type == 'cpu': torch.set_num_threads(cfg.threads)
     out = Path(out)
-    if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
+    _check_out_folder(out)   # before the lock file is created in it
+    with file_lock(out, 'run folder'):
+        if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
+        return _train(cfg, out, dev, resume, scen_cache, protocols)
+
+def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) -> dict:
     log = lambda **e: log_event(out, **e)
     log(stage='run', resume=resume, config_hash=config_hash(dataclasses.asdict(cfg)))
     walls, t_all = {}, time.perf_counter()
@@ -359,7 +430,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
         curves[name] = fit_view(view, maps, cfg, dev, out / name, scen_dir(cfg, view, out / name, scen_cache), resume, log,
                                 keep=name == 'test')
         walls[name] = curves[name]['wall_s']
-    results = {'method': cfg.method, 'dataset': cfg.dataset, 'seed': cfg.seed,
+    results = {'method': cfg.method, 'dataset': data.name if 'name' in cfg.data_options else cfg.dataset, 'seed': cfg.seed,
                'protocols': protocol_results(curves['test']['curves'],
                                              curves['validation']['curves'] if 'validation' in curves else None)}
     if cfg.method == 'sc-egg': results['scen_alone'] = curves['test']['scen']

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import SceggError, check, atomic_write, write_json, read_json, config_hash
+from .core import SceggError, check, atomic_write, write_json, read_json, config_hash, file_lock
 from .pipeline import PRESETS, make_config, train, load_run
 
 # %% auto #0
@@ -381,6 +381,7 @@ class Experiment:
     command: str = 'nbdev-test (smoke defaults)'
     notebook: str = ''
     stage_dir: str | None = None        # where files are written (reproduce: a staging folder, moved into out_dir on success)
+    data_options: dict | None = None    # loader options of every run (e.g. your own image set: cub_root, name, ...)
 
     def __post_init__(self):
         self.spec = repro_preset(self.preset)
@@ -402,7 +403,8 @@ class Experiment:
 
     def run(self, dataset: str, overrides: dict | None = None) -> dict:
         "Results of the run of `dataset` with `overrides` on top of the preset (cached)."
-        o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}), **(overrides or {})}
+        o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}),
+             **({'data_options': dict(self.data_options)} if self.data_options else {}), **(overrides or {})}
         return cached_run(self.train_preset(dataset), o, self.runs, self.device)
 
     def meta(self, results_list: list, axes, protocol, note: str = '', caption: str = '') -> dict:
@@ -787,9 +789,11 @@ def curves_experiment(ex: Experiment) -> dict:
 NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
 
 def experiments_dir() -> Path:
-    "The folder of the experiment notebooks (nbs/experiments beside the package, in a source checkout)."
+    "The experiment notebooks: nbs/experiments in a source checkout (the source), else the copies installed in the package."
     import scegg
-    return Path(scegg.__file__).resolve().parents[1] / 'nbs' / 'experiments'
+    pkg = Path(scegg.__file__).resolve().parent
+    src = pkg.parent / 'nbs' / 'experiments'
+    return src if src.is_dir() else pkg / 'experiments'
 
 def ensure_kernel(name: str = 'python3'):
     "Make sure papermill finds kernel `name`; install this interpreter's ipykernel spec into sys.prefix if not."
@@ -883,6 +887,17 @@ def _check_arguments(preset, datasets, device, seeds, notebooks) -> tuple:
             sd.append(int(s))
     return spec, ds, sd, _notebook_paths(notebooks)
 
+def _holding_out_lock(fn):
+    "Run `fn` (`reproduce`) holding the lock of its output folder out/<preset>: one reproduction per folder at a time."
+    import functools, inspect
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        b = inspect.signature(fn).bind(*args, **kw); b.apply_defaults()
+        repro_preset(b.arguments['preset'])
+        with file_lock(Path(b.arguments['out']) / b.arguments['preset'], 'scegg reproduce'): return fn(*b.args, **b.kwargs)
+    return wrapper
+
+@_holding_out_lock
 def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, paper
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
@@ -891,6 +906,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               out='outputs',                # tables, figures, runs and executed notebooks go to out/<preset>/
               force: bool = False,          # delete the run cache first and train everything again
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
+              data_options: dict | None = None,  # loader options of every run (your own image set: cub_root, name, ...)
               verbose: bool = True) -> dict:
     "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
@@ -898,14 +914,14 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     out_dir = Path(out) / preset
     if force and (out_dir / 'runs').exists(): shutil.rmtree(out_dir / 'runs')
     (out_dir / 'notebooks').mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault('SCEGG_DATA', str(Path('data').resolve()))
     ensure_kernel()
     cmd = ' '.join(['scegg reproduce', f'--preset {preset}', f'--device {device}', f'--out {out}'] +
                    ([f'--datasets {",".join(datasets)}'] if datasets else []) + ([f'--root {root}'] if root else []) +
-                   ([f'--seeds {",".join(map(str, seeds))}'] if seeds else []) + (['--force'] if force else []))
+                   ([f'--seeds {",".join(map(str, seeds))}'] if seeds else []) + (['--force'] if force else []) +
+                   [f'--{k.replace("_file", "").replace("_", "-")} {v}' for k, v in (data_options or {}).items()])
     params = {'preset': preset, 'out_dir': str(out_dir.resolve()), 'device': str(device), 'command': cmd, 'stage_dir': None,
               'seeds': list(seeds) if seeds else None, 'datasets': list(datasets) if datasets else None,
-              'root': str(root) if root else None}
+              'root': str(root) if root else None, 'data_options': dict(data_options) if data_options else None}
     report, stage_root = {}, out_dir / '.stage'
     try:
         for p in paths:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .core import SceggError, check, atomic_write, write_json, read_json, progress, apply_overrides, config_hash
+from .core import SceggError, check, atomic_write, write_json, read_json, progress, apply_overrides, config_hash, data_home
 from .data import ZSLDataset, Split, make_validation_split, l2_rows, read_lines
 
 # %% auto #0
@@ -275,8 +275,8 @@ class PartMasks:
 
 # %% ../nbs/03_synthetic.ipynb #c029
 def default_synthetic_root(cfg: SynthConfig) -> Path:
-    "Where `load_synthetic(None, ...)` keeps a configuration: `$SCEGG_DATA` (default `data/`) / synthetic / difficulty-seed-hash."
-    return Path(os.environ.get('SCEGG_DATA', 'data')) / 'synthetic' / f'{cfg.difficulty}-seed{cfg.seed}-{config_hash(_meta_key(cfg))[:8]}'
+    "Where `load_synthetic(None, ...)` keeps a configuration: `data_home()` ($SCEGG_DATA, else ~/.cache/scegg) / synthetic / difficulty-seed-hash."
+    return data_home() / 'synthetic' / f'{cfg.difficulty}-seed{cfg.seed}-{config_hash(_meta_key(cfg))[:8]}'
 
 def load_synthetic(root=None, preset: str = 'default', holdout: float = 0.2, **overrides) -> ZSLDataset:
     "The synthetic benchmark `preset` with `overrides` (fields of `SynthConfig`) in `root`, generated first if absent."

@@ -4,6 +4,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault('SCEGG_PROGRESS', '0')
+# tests keep generated data inside the checkout (git-ignored data/), never in the user's ~/.cache/scegg
+os.environ.setdefault('SCEGG_DATA', str(ROOT / 'data'))
 
 
 def shared_data() -> Path:

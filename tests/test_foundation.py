@@ -1,5 +1,5 @@
 "Foundation checks: notebooks and library in sync, notebooks clean, packaging, environment.yml."
-import json, re, shutil, subprocess, sys, tomllib, venv
+import json, os, re, shutil, subprocess, sys, tomllib, venv, zipfile
 from pathlib import Path
 import pytest
 
@@ -89,13 +89,32 @@ def test_wheel_installs_and_imports_elsewhere(tmp_path):
     env = tmp_path / 'env'
     venv.create(env, system_site_packages=True, with_pip=True)
     py = env / 'bin' / 'python'
+    clean = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}   # the new environment's scegg, not a checkout's
     # torch lives in the project's venv here, not in the system Python: make it visible without installing it twice
     site = subprocess.run([py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
                           capture_output=True, text=True, check=True).stdout.strip()
     import torch
     Path(site, '_scegg_parent_env.pth').write_text(str(Path(torch.__file__).parents[1]) + '\n')
-    subprocess.run([py, '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', str(whl)], check=True, capture_output=True)
-    out = subprocess.run([py, '-c', 'import scegg, scegg.core, sys; print(scegg.__file__)'], cwd=tmp_path,
+    subprocess.run([py, '-m', 'pip', 'install', '-q', '--no-deps', '--no-index', str(whl)], check=True, env=clean, capture_output=True)
+    out = subprocess.run([py, '-c', 'import scegg, scegg.core, sys; print(scegg.__file__)'], cwd=tmp_path, env=clean,
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out.startswith(str(env)), f'imported from {out}, not the new environment'
     assert (env / 'bin' / 'scegg').exists(), 'console script not installed'
+    # the experiment notebooks ship inside the package, byte for byte the ones in nbs/experiments (the source)
+    with zipfile.ZipFile(whl) as z:
+        shipped = {Path(n).name: z.read(n) for n in z.namelist() if n.startswith('scegg/experiments/') and n.endswith('.ipynb')}
+    source = {f.name: f.read_bytes() for f in (ROOT / 'nbs' / 'experiments').glob('*.ipynb')}
+    assert shipped == source, f'shipped notebooks differ from nbs/experiments: {sorted(set(shipped) ^ set(source))}'
+    # `scegg reproduce` finds them there, outside the repository, and `python -m scegg` works
+    code = 'from scegg.reproduce import experiments_dir, _notebook_paths; print(experiments_dir()); print(len(_notebook_paths(None)))'
+    r = subprocess.run([py, '-c', code], cwd=tmp_path, env=clean, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    where, n = r.stdout.split()
+    assert where.startswith(str(env)) and int(n) == len(source)
+    r = subprocess.run([py, '-m', 'scegg', '--version'], cwd=tmp_path, env=clean, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    # the wheel declares everything `scegg reproduce` imports
+    with zipfile.ZipFile(whl) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith('METADATA'))).decode()
+    reqs = _req_names(l.split(':', 1)[1] for l in meta.splitlines() if l.startswith('Requires-Dist:') and 'extra ==' not in l)
+    assert {'papermill', 'ipykernel', 'nbformat', 'nbclient'} <= reqs, sorted(reqs)
