@@ -246,7 +246,7 @@ def ablation_table(groups: dict,          # {ablation row: [results]}; must hold
     rows = []
     full = {p: mean_std(groups['full model'], 'final', p) for p in protocols}
     for name, res in groups.items():
-        cells = {'row': name}
+        cells = {'row': name, 'n': len(res)}   # runs (seeds) behind the row
         for p in protocols:
             ms = mean_std(res, 'final', p)
             cells[f'{p}: Acc'], cells[f'{p}: H'] = fmt(ms['czsl_acc'][0]), fmt(ms['H'][0])
@@ -307,7 +307,7 @@ def caption(name: str,          # 'table1', 'table2_ablation', 'fig3_attention',
         'table1': f'Table 1 on {dataset}: CZSL Acc and GZSL U, S, H (%) of SC-EGG, our TF-VAEGAN baseline, SCEN alone and '
                   f'ESZSL, {s}, under the validation protocol (epochs chosen on validation; headline) and the paper protocol '
                   f'(best on test); {p}.',
-        'table2_ablation': f'Table 2 on {dataset}: ablation, {s}, one run per row: CZSL Acc and GZSL H (%) and the drop from '
+        'table2_ablation': f'Table 2 on {dataset}: ablation, {s}, n runs (seeds) per row as in column n, means over them: CZSL Acc and GZSL H (%) and the drop from '
                            f'the full model under both protocols, beside the drops the paper states; {p}.',
         'fig3_attention': f'Fig. 3 on {dataset}: attribute attention of the trained SC-EGG on test-unseen images: the image, '
                           f'the global map and the attributes with the highest attention scores (score = attention score); {s}; {p}.',
@@ -450,7 +450,8 @@ def ablation_experiment(ex: Experiment) -> dict:
         res = [r for rs in g.values() for r in rs]
         axes = sorted({k for o in ABLATIONS.values() for k in o})
         check_table_runs(res, axes)
-        out[ds] = {'table': ablation_table(g), 'banner': banner(res, list(g)), 'results': res, 'axes': axes, 'seed': s}
+        out[ds] = {'table': ablation_table(g), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
+                   'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res})}
     return out
 
 def sweep_frame(groups: dict, protocol: str = 'validation') -> pd.DataFrame:
