@@ -20,7 +20,7 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, RESULTS, Peak
 from scegg.core import write_json
-from scegg.features import get_backbone, extract_features, _write_chunk
+from scegg.features import get_backbone, extract_features, _write_chunk, imagenet_top5
 
 load = lambda: [round(v, 2) for v in os.getloadavg()]
 
@@ -112,6 +112,16 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res['end_to_end'] = e2e
+    # accuracy effect of the opt-in bf16 maps: the network's own ImageNet classifier on the pooled stored maps
+    if 'bf16' in maps and 'today' in maps:
+        top = {k: imagenet_top5(net, torch.from_numpy(maps[k]).mean(-1)) for k in ('today', 'bf16')}
+        pa, pb = torch.from_numpy(maps['today']).mean(-1), torch.from_numpy(maps['bf16']).mean(-1)
+        res['bf16_effect'] = dict(imagenet_top1_agreement=float((top['today'][:, 0] == top['bf16'][:, 0]).float().mean()),
+                                  imagenet_top5_same_set=float(torch.tensor([set(u.tolist()) == set(v.tolist())
+                                                                             for u, v in zip(top['today'], top['bf16'])]).float().mean()),
+                                  pooled_cosine_min=float(torch.nn.functional.cosine_similarity(pa, pb).min()),
+                                  pooled_max_rel_diff=float(((pa - pb).abs().max(1).values / pa.abs().max(1).values).max()))
+        print('bf16 effect:', res['bf16_effect'], flush=True)
     f = res['forward']['fp32 NCHW (today)']['images_per_s']
     res['limit'] = ('forward' if f < min(res['decode_images_per_s_one_core'], res['write_images_per_s']) else 'decode/write')
     res['machine'] = machine()
