@@ -109,28 +109,30 @@ def transform_in_batches(transform: Callable | None, x: torch.Tensor, chunk: int
     if transform is None: return x
     with torch.no_grad(): return torch.cat([transform(x[i:i + chunk]) for i in range(0, len(x), chunk)])
 
+def _transform_into(transform: Callable | None, parts: list, dtype=torch.float32, device='cpu', chunk: int = 8192,
+                    autocast: bool = False) -> torch.Tensor:
+    "transform(part) of every part written into one (sum n, D') buffer of `dtype` (no concatenation copy)."
+    parts = [torch.as_tensor(v).float() for v in parts]
+    n = sum(len(v) for v in parts)
+    tf = transform or (lambda v: v)
+    out, r = None, 0
+    with torch.inference_mode(), torch.autocast(torch.device(device).type, torch.bfloat16, enabled=autocast):
+        for v in parts:
+            for i in range(0, len(v), chunk):
+                y = tf(v[i:i + chunk].to(device))
+                if out is None: out = torch.empty(n, y.shape[1], dtype=dtype, device=device)
+                out[r:r + len(y)] = y; r += len(y)
+    if out is None:  # no rows at all: the width of an empty input
+        out = tf(torch.zeros(0, parts[0].shape[1], device=device)).to(dtype) if parts else torch.zeros(0, 0)
+    return out
+
 def _init_linear(lin: nn.Linear, g: torch.Generator):
     with torch.no_grad():
         lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.02)
         lin.bias.zero_()
 
-def train_final_classifier(x, y,        # training features (N, D') and class ids (N,)
-                           classes,      # the label space: predictions are among these class ids
-                           eval_sets: dict, # name -> (x, y) scored after every epoch
-                           lr: float = 1e-3, epochs: int = 25, batch_size: int = 300,
-                           transform: Callable | None = None, # e.g. x -> [x, Dec(x), Dec_hidden(x)]
-                           seed: int = 0, device='cpu',
-                           return_model: bool = False) -> dict:   # True: (curves, the trained nn.Linear)
-    "Train Linear + log-softmax + NLL with Adam(lr, (0.5, 0.999)); per-class accuracy of each eval set per epoch."
-    dev = resolve_device(device)
-    classes = _as_long(classes).sort().values
-    y = _as_long(y)
-    check(torch.isin(y, classes).all(), 'train_final_classifier: a training label is not among `classes`')
-    g = torch.Generator().manual_seed(seed)
-    x = transform_in_batches(transform, torch.as_tensor(x).float().to(dev))
-    t = torch.searchsorted(classes, y).to(dev)      # class id -> output index
-    evals = {k: (transform_in_batches(transform, torch.as_tensor(v[0]).float().to(dev)), _as_long(v[1]))
-             for k, v in eval_sets.items()}
+def _fit_reference(x, t, classes, evals, lr, epochs, batch_size, g, dev):
+    "The straightforward trainer: nn.Linear, autograd through log-softmax + NLL, torch.optim.Adam per tensor."
     model = nn.Linear(x.shape[1], len(classes))
     _init_linear(model, g)
     model.to(dev)
@@ -149,7 +151,79 @@ def train_final_classifier(x, y,        # training features (N, D') and class id
             for k, (xe, ye) in evals.items():
                 pred = classes[torch.cat([model(xe[j:j + 16384]).argmax(1).cpu() for j in range(0, len(xe), 16384)])]
                 curves[k].append(per_class_accuracy(pred, ye))
-    return (curves, model) if return_model else curves
+    return model.weight.detach(), model.bias.detach(), curves
+
+def _fit_fast(x, t, classes, evals, lr, epochs, batch_size, g, dev):
+    """The same training without autograd: the gradient of mean NLL(log-softmax(x W^T + b)) is written out
+    (G = (softmax - onehot) / B, dW = G^T x, db = sum G), batches are gathered into one reused buffer, Adam is the
+    fused kernel, scoring runs under inference_mode. x in bfloat16 makes both products bf16 (fp32 softmax and
+    master weights): the opt-in `bf16` mode."""
+    lowp = x.dtype == torch.bfloat16
+    model = nn.Linear(x.shape[1], len(classes))   # built, then re-initialised, as in the reference (same RNG use)
+    _init_linear(model, g)
+    W, b = model.weight.detach().to(dev), model.bias.detach().to(dev)
+    W.grad, b.grad = torch.zeros_like(W), torch.zeros_like(b)
+    opt = torch.optim.Adam([W, b], lr=lr, betas=(0.5, 0.999), fused=True)
+    curves = {k: [] for k in evals}
+    n = len(x)
+    xb = torch.empty(min(batch_size, n), x.shape[1], dtype=x.dtype, device=dev)
+    rows = torch.arange(min(batch_size, n), device=dev)
+    with torch.inference_mode():
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=g).to(dev)
+            for i in range(0, n, batch_size):
+                idx = perm[i:i + batch_size]
+                m = len(idx)
+                xi = torch.index_select(x, 0, idx, out=xb[:m])
+                Wc = W.to(x.dtype)
+                z = torch.addmm(b, xi, Wc.T) if not lowp else torch.mm(xi, Wc.T).float().add_(b)
+                G = z.softmax(1)
+                G[rows[:m], t[idx]] -= 1.0
+                G.div_(m)
+                if lowp: W.grad.copy_(torch.mm(G.T.to(x.dtype), xi))
+                else: torch.mm(G.T, xi, out=W.grad)
+                torch.sum(G, 0, out=b.grad)
+                opt.step()
+            Wc = W.to(x.dtype)
+            for k, (xe, ye) in evals.items():
+                pred = torch.cat([torch.mm(xe[j:j + 16384], Wc.T).float().add_(b).argmax(1).cpu()
+                                  for j in range(0, len(xe), 16384)]) if len(xe) else torch.zeros(0, dtype=torch.long)
+                curves[k].append(per_class_accuracy(classes[pred], ye))
+    return W, b, curves
+
+def train_final_classifier(x, y,        # training features (N, D') and class ids (N,)
+                           classes,      # the label space: predictions are among these class ids
+                           eval_sets: dict, # name -> (x, y) scored after every epoch
+                           lr: float = 1e-3, epochs: int = 25, batch_size: int = 300,
+                           transform: Callable | None = None, # e.g. x -> [x, Dec(x), Dec_hidden(x)]
+                           seed: int = 0, device='cpu',
+                           fast: bool = True,  # False: the straightforward autograd trainer (same curves within float rounding)
+                           bf16: bool = False, # opt-in: bfloat16 products (fast path only; accuracy differs slightly)
+                           return_model: bool = False, # True: (curves, the trained nn.Linear)
+                          ) -> dict:
+    "Train Linear + log-softmax + NLL with Adam(lr, (0.5, 0.999)); per-class accuracy of each eval set per epoch."
+    dev = resolve_device(device)
+    check(fast or not bf16, 'train_final_classifier: bf16=True needs fast=True')
+    classes = _as_long(classes).sort().values
+    y = _as_long(y)
+    check(torch.isin(y, classes).all(), 'train_final_classifier: a training label is not among `classes`')
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.bfloat16 if bf16 else torch.float32
+    if fast:
+        x = _transform_into(transform, [x], dt, dev) if transform is not None or torch.as_tensor(x).dtype != dt \
+            else torch.as_tensor(x).to(dev)
+        evals = {k: (_transform_into(transform, [v[0]], dt, dev) if transform is not None or torch.as_tensor(v[0]).dtype != dt
+                     else torch.as_tensor(v[0]).to(dev), _as_long(v[1])) for k, v in eval_sets.items()}
+    else:
+        x = transform_in_batches(transform, torch.as_tensor(x).float().to(dev))
+        evals = {k: (transform_in_batches(transform, torch.as_tensor(v[0]).float().to(dev)), _as_long(v[1]))
+                 for k, v in eval_sets.items()}
+    t = torch.searchsorted(classes, y).to(dev)      # class id -> output index
+    W, b, curves = (_fit_fast if fast else _fit_reference)(x, t, classes, evals, lr, epochs, batch_size, g, dev)
+    if not return_model: return curves
+    model = nn.Linear(W.shape[1], W.shape[0]).to(dev)
+    with torch.no_grad(): model.weight.copy_(W.float()); model.bias.copy_(b.float())
+    return curves, model
 
 # %% ../nbs/06_classify.ipynb #c019
 def zsl_curves(x_syn, y_syn,          # synthetic unseen features and their class ids
@@ -157,24 +231,41 @@ def zsl_curves(x_syn, y_syn,          # synthetic unseen features and their clas
                x_test_seen, y_test_seen, x_test_unseen, y_test_unseen,
                seen, unseen,            # class ids
                lr: float = 1e-3, epochs: int = 25, batch_size: int = 300,
-               transform: Callable | None = None, seed: int = 0, device='cpu') -> dict:
+               transform: Callable | None = None, seed: int = 0, device='cpu',
+               fast: bool = True,       # False: the straightforward trainer and one copy per set (the reference)
+               bf16: bool = False,      # opt-in: transform under bf16 autocast, bf16 features and products
+               threads: int | None = None, # torch CPU threads for this call (None: leave as set)
+              ) -> dict:
     "Per-classifier-epoch curves: CZSL accuracy, and GZSL U, S, H (SPEC 5)."
     dev = resolve_device(device)
-    tf = transform
-    if transform is not None:  # transform each set once, shared by both classifiers
-        xs = {k: transform_in_batches(transform, torch.as_tensor(v).float().to(dev))
-              for k, v in dict(syn=x_syn, tv=x_trainval, ts=x_test_seen, tu=x_test_unseen).items()}
-        x_syn, x_trainval, x_test_seen, x_test_unseen = xs['syn'], xs['tv'], xs['ts'], xs['tu']
-        tf = None
-    kw = dict(lr=lr, epochs=epochs, batch_size=batch_size, transform=tf, device=dev)
-    cz = train_final_classifier(x_syn, y_syn, unseen, dict(acc=(x_test_unseen, y_test_unseen)), seed=seed, **kw)
-    allc = torch.cat([_as_long(seen), _as_long(unseen)])
-    xg = torch.cat([torch.as_tensor(x_trainval).float().to(dev), torch.as_tensor(x_syn).float().to(dev)])
-    yg = torch.cat([_as_long(y_trainval), _as_long(y_syn)])
-    gz = train_final_classifier(xg, yg, allc, dict(U=(x_test_unseen, y_test_unseen), S=(x_test_seen, y_test_seen)),
-                                seed=seed + 1, **kw)
+    check(fast or not bf16, 'zsl_curves: bf16=True needs fast=True')
+    old_threads = torch.get_num_threads()
+    if threads: torch.set_num_threads(threads)
+    try:
+        kw = dict(lr=lr, epochs=epochs, batch_size=batch_size, device=dev, fast=fast, bf16=bf16)
+        allc = torch.cat([_as_long(seen), _as_long(unseen)])
+        yg = torch.cat([_as_long(y_trainval), _as_long(y_syn)])
+        if fast:  # every set transformed once into one buffer [trainval | syn | test_seen | test_unseen]: no copies
+            n_tv, n_syn, n_ts = len(x_trainval), len(x_syn), len(x_test_seen)
+            buf = _transform_into(transform, [x_trainval, x_syn, x_test_seen, x_test_unseen],
+                                  torch.bfloat16 if bf16 else torch.float32, dev, autocast=bf16)
+            xg, xs = buf[:n_tv + n_syn], buf[n_tv:n_tv + n_syn]
+            xts, xtu = buf[n_tv + n_syn:n_tv + n_syn + n_ts], buf[n_tv + n_syn + n_ts:]
+        else:
+            tf = transform
+            if transform is not None:  # transform each set once, shared by both classifiers
+                xs_ = {k: transform_in_batches(transform, torch.as_tensor(v).float().to(dev))
+                       for k, v in dict(syn=x_syn, tv=x_trainval, ts=x_test_seen, tu=x_test_unseen).items()}
+                x_syn, x_trainval, x_test_seen, x_test_unseen = xs_['syn'], xs_['tv'], xs_['ts'], xs_['tu']
+            xs, xts, xtu = x_syn, x_test_seen, x_test_unseen
+            xg = torch.cat([torch.as_tensor(x_trainval).float().to(dev), torch.as_tensor(x_syn).float().to(dev)])
+        cz = train_final_classifier(xs, y_syn, unseen, dict(acc=(xtu, y_test_unseen)), seed=seed, **kw)
+        gz = train_final_classifier(xg, yg, allc, dict(U=(xtu, y_test_unseen), S=(xts, y_test_seen)), seed=seed + 1, **kw)
+    finally:
+        torch.set_num_threads(old_threads)
     H = [harmonic_mean(u, s) for u, s in zip(gz['U'], gz['S'])]
     return dict(czsl_acc=cz['acc'], U=gz['U'], S=gz['S'], H=H)
+
 
 # %% ../nbs/06_classify.ipynb #c023
 def _argmax(v) -> int: return int(np.argmax(np.asarray(v, dtype=float)))  # first maximum

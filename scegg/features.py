@@ -400,8 +400,12 @@ def _plain_worker_errors():
 
 # %% ../nbs/04_features.ipynb #c034
 def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'efficientnet_lite0', image_size: int | None = None,
-                     device='cpu', batch_size: int = 32, chunk_size: int = 256, num_workers: int = 0,
-                     dataset_name: str | None = None, amp: bool = False, channels_last: bool = False, ids=None,
+                     device='cpu', batch_size: int = 32, chunk_size: int = 256,
+                     num_workers: int | None = None, # image-decoding processes; None: 1 when there is more than one batch and > 1 CPU
+                     dataset_name: str | None = None,
+                     amp: bool = False,              # opt-in bf16 autocast: faster on CPUs with bf16 units, maps differ (see bench/README.md)
+                     channels_last: bool | None = None, # None: on for CPU (same maps within fp16 storage rounding, faster)
+                     ids=None,
                      rank: int = 0, world_size: int = 1, pretrained: bool = True, model: nn.Module | None = None,
                      verify: bool = True) -> FeatureStore:
     "Compute the missing or damaged chunks of the store of `image_paths` in `out_dir` (all, or those holding `ids`) -> its FeatureStore (N maps (D, H, W))."
@@ -428,11 +432,14 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
         for c, why in repaired.items(): print(f'{why.split(";")[0]}: extracting it again', flush=True)
     todo = [c for c in wanted if mine(c) and not done(c)]
     extracted = []
+    rows_of = lambda cs: [i for c in cs for i in range(c * chunk_size, min((c + 1) * chunk_size, n))]
     if todo:
         net = model if model is not None else spec.build(pretrained)
         net = net.to(dev)
+        if channels_last is None: channels_last = dev.type == 'cpu'
+        if num_workers is None: num_workers = 1 if len(rows_of(todo)) > batch_size and (os.cpu_count() or 1) > 1 else 0
         if channels_last: net = net.to(memory_format=torch.channels_last)
-        rows = [i for c in todo for i in range(c * chunk_size, min((c + 1) * chunk_size, n))]
+        rows = rows_of(todo)
         loader = torch.utils.data.DataLoader(_Images(paths, rows, spec.transform()), batch_size=batch_size,
                                              num_workers=num_workers, pin_memory=dev.type == 'cuda')
         it = iter(todo)

@@ -16,7 +16,7 @@ from .core import (SceggError, check, write_json, read_json, seed_everything, re
                         config_diff, config_hash, provenance, progress, torch_save)
 from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
-from .scen import SCENConfig, fit_scen, dense_features, scen_zsl_eval, MinMaxScaler, TrainedSCEN
+from .scen import SCENConfig, fit_scen, dense_features, scen_pass, scen_zsl_eval, MinMaxScaler, TrainedSCEN
 from .scen import _check_config as _check_scen
 from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validation, train_final_classifier, transform_in_batches
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
@@ -197,9 +197,11 @@ def view_features(data, maps, cfg: RunConfig, device, scen_dir=None, resume=True
     if cfg.method == 'sc-egg':
         trained = fit_scen(data, maps, cfg.scen, device, checkpoint_dir=scen_dir, resume=resume, callback=callback)
         trained.scen.requires_grad_(False)   # SCEN and CLS_g never step in stage 3
-        x_of = lambda ids: dense_features(trained, maps, ids, device).cpu()
+        # one pass over the maps (trainval rows reused from fit_scen) serves x~ and SCEN's own evaluation
+        sp = scen_pass(trained, maps, np.concatenate([np.asarray(data.splits[k].ids) for k in ('trainval', 'test_seen', 'test_unseen')]), device)
+        x_of = lambda ids: trained.scaler.transform(sp.x[sp.rows(ids).to(sp.x.device)]).cpu()
         guide = trained.guide if cfg.eggn.use_guidance else None
-        scen_metrics = scen_zsl_eval(trained, maps, data, device) if evaluate else None
+        scen_metrics = scen_zsl_eval(trained, maps, data, device, cached=sp) if evaluate else None
         info = {'scen_stage1_s': trained.history.get('stage1_s'), 'scen_stage2_s': trained.history.get('stage2_s')}
     else:  # tf-vaegan: MinMax-scaled globally pooled backbone features
         scaler = MinMaxScaler(cfg.scen.minmax_guard)

@@ -19,8 +19,9 @@ from .core import (SceggError, check, torch_save, seed_everything, resolve_devic
 
 # %% auto #0
 __all__ = ['SCENConfig', 'LENOutput', 'LEN', 'GEN', 'CLS_g', 'SCEN', 'L_LCE', 'L_GCE', 'semantic_consistency_loss',
-           'MinMaxScaler', 'ClassBalancedSampler', 'toy_benchmark', 'TrainedSCEN', 'stage1_loss', 'stage2_loss',
-           'fit_scen', 'dense_features', 'attention_maps', 'scen_local_logits', 'scen_zsl_eval']
+           'MinMaxScaler', 'ClassBalancedSampler', 'toy_benchmark', 'TrainedSCEN', 'SCENPass', 'stage1_loss',
+           'stage2_loss', 'fit_scen', 'dense_features', 'scen_pass', 'attention_maps', 'scen_local_logits',
+           'scen_zsl_eval']
 
 # %% ../nbs/05_scen.ipynb #c005
 @dataclass
@@ -258,6 +259,7 @@ class TrainedSCEN:
     scaler: MinMaxScaler
     cfg: SCENConfig
     history: dict = field(default_factory=dict)
+    cache: 'SCENPass | None' = field(default=None, repr=False)  # fit_scen's pass over trainval, reused by `scen_pass`
 
     @property
     def device(self) -> torch.device: return self.scen.len_.V.device
@@ -279,17 +281,66 @@ class TrainedSCEN:
 def _batches(n: int, bs: int):
     for a in range(0, n, bs): yield slice(a, min(a + bs, n))
 
+@dataclass
+class SCENPass:
+    "Everything the frozen SCEN gives per image, rows in the order of `ids`: one pass over the maps serves all later uses."
+    ids: np.ndarray           # image ids (n,)
+    x: torch.Tensor           # compressed feature before MinMax scaling (n, D) (the run-time compression)
+    logits: torch.Tensor      # local class logits l (n, C)
+    scores: torch.Tensor      # attribute scores s (n, K)
+    global_map: torch.Tensor  # attention averaged over attributes (n, R)
+
+    def rows(self, ids) -> torch.Tensor:
+        "Row positions of `ids`; each must be in this pass."
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        order = np.argsort(self.ids, kind='stable')
+        pos = np.searchsorted(self.ids[order], ids).clip(0, max(len(self.ids) - 1, 0))
+        ok = len(self.ids) > 0 and bool((self.ids[order][pos] == ids).all()) if len(ids) else True
+        check(ok, 'SCENPass.rows: some ids were not in the pass')
+        return torch.as_tensor(order[pos] if len(ids) else np.zeros(0, np.int64))
+
+    def select(self, ids) -> 'SCENPass':
+        "The rows of `ids`, in that order."
+        r = self.rows(ids)
+        return SCENPass(np.asarray(self.ids)[r.numpy()], *(t[r.to(t.device)] for t in (self.x, self.logits, self.scores, self.global_map)))
+
+    @staticmethod
+    def cat(parts: list) -> 'SCENPass':
+        return SCENPass(np.concatenate([p.ids for p in parts]), *(torch.cat([getattr(p, k) for p in parts])
+                        for k in ('x', 'logits', 'scores', 'global_map')))
+
+def _len_summary(scen: SCEN, F: torch.Tensor, how: str) -> tuple:
+    """LEN + compression of maps F (B, D, R) without forming H (B, K, D): (x, logits, scores, global map).
+    h_i = sum_r alpha_ir f_r, so s_i = sum_r alpha_ir (v_i^T W_emb f_r), mean_i h_i = sum_r mean_i(alpha_ir) f_r and the
+    compression MLP's first layer sum_i w_ji h_i = sum_r (sum_i w_ji alpha_ir) f_r: two (B R, D) x (D, 2K) products
+    instead of four (B, K, D)-sized ones. Equal to `LEN.forward` + `GEN.compress` within float rounding (tested below)."""
+    L, B, D, R = scen.len_, *F.shape
+    K = L.V.shape[0]
+    f = F.transpose(1, 2).reshape(B * R, D)
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)              # f_r, one row per region
+    eq = (f @ torch.cat([L.V @ L.W_att, L.V @ L.W_emb]).T).view(B, R, 2 * K)
+    alpha = eq[..., :K].softmax(1)                                    # (B, R, K), softmax over r
+    s = (alpha * eq[..., K:]).sum(1)                                  # (B, K)
+    gmap = alpha.mean(2)                                              # (B, R)
+    f = f.view(B, R, D)
+    if how == 'mean': x = torch.bmm(gmap.unsqueeze(1), f).squeeze(1)
+    else:
+        check(how == 'mlp', f"compression {how!r}: expected 'mlp' or 'mean'")
+        mlp = scen.gen.mlp
+        z = torch.bmm(f.transpose(1, 2), alpha @ mlp[0].weight.T) + mlp[0].bias   # (B, D, K // 2)
+        x = mlp[2](mlp[1](z)).squeeze(-1)
+    return x, s @ L.att.T, s, gmap
+
 @torch.no_grad()
-def _encode_all(scen: SCEN, maps, ids, how: str, device, bs: int):
-    "Unscaled compressed features (n, D) and local logits (n, C) for all `ids`, in batches."
-    ids = np.asarray(ids)
-    xs, ls = [], []
-    for sl in _batches(len(ids), bs):
-        o = scen.len_(maps.maps(ids[sl]).to(device))
-        xs.append(scen.gen.compress(o.H, how)); ls.append(o.logits)
-    D, C = scen.gen.classifier.in_features, scen.gen.classifier.out_features
-    return (torch.cat(xs) if xs else torch.zeros(0, D, device=device),
-            torch.cat(ls) if ls else torch.zeros(0, C, device=device))
+def _encode_all(scen: SCEN, maps, ids, how: str, device, bs: int) -> SCENPass:
+    "One pass over the maps of `ids`, in batches: unscaled compressed features, local logits, scores, global maps."
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    parts = [_len_summary(scen, maps.maps(ids[sl]).to(device).float(), how) for sl in _batches(len(ids), bs)]
+    if not parts:
+        K, D = scen.len_.V.shape[0], scen.gen.classifier.in_features
+        C, R = scen.gen.classifier.out_features, int(np.prod(maps.shape[1:]))
+        return SCENPass(ids, *(torch.zeros(0, w, device=device) for w in (D, C, K, R)))
+    return SCENPass(ids, *(torch.cat([q[k] for q in parts]) for k in range(4)))
 
 def _rmsprop(params, cfg):
     return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
@@ -401,7 +452,8 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
 
     # Stage 2: freeze stage 1; x~ and l cached once; CLS_g trained with L_SCR.
     for p in [*scen.len_.parameters(), *scen.gen.parameters()]: p.requires_grad_(False)
-    x, l = _encode_all(scen, maps, tv_ids, cfg.runtime_compression, device, cfg.eval_batch_size)
+    enc = _encode_all(scen, maps, tv_ids, cfg.runtime_compression, device, cfg.eval_batch_size)
+    x, l = enc.x, enc.logits
     scaler.fit(x)
     if done < 2:
         x_t = scaler.transform(x)
@@ -411,7 +463,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
         run('stage2', cfg.stage2_iters, list(scen.cls_g.parameters()), step2)
         save('done', 0, None)
     scen.eval()
-    return TrainedSCEN(scen, scaler, cfg, history)
+    return TrainedSCEN(scen, scaler, cfg, history, cache=enc)
 
 # %% ../nbs/05_scen.ipynb #c046
 @torch.no_grad()
@@ -423,6 +475,23 @@ def dense_features(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: in
     bs = batch_size or trained.cfg.eval_batch_size
     out = [trained.features(maps.maps(ids[sl]).to(device)) for sl in _batches(len(ids), bs)]
     return torch.cat(out) if out else torch.zeros(0, maps.shape[0], device=device)
+
+@torch.no_grad()
+def scen_pass(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: int | None = None) -> SCENPass:
+    """One pass over the maps of `ids` (x before scaling, local logits, scores, global maps), reusing the trainval
+    rows `fit_scen` already computed. `x~ = trained.scaler.transform(p.x)`; `scen_zsl_eval(..., cached=p)`."""
+    device = resolve_device(device)
+    trained.scen.to(device)
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    bs = batch_size or trained.cfg.eval_batch_size
+    have = trained.cache
+    if have is None or len(have.ids) == 0:
+        return _encode_all(trained.scen, maps, ids, trained.cfg.runtime_compression, device, bs)
+    known = np.isin(ids, have.ids)
+    new = _encode_all(trained.scen, maps, np.unique(ids[~known]), trained.cfg.runtime_compression, device, bs)
+    old = have.select(np.unique(ids[known]))
+    old = SCENPass(old.ids, *(t.to(device) for t in (old.x, old.logits, old.scores, old.global_map)))
+    return SCENPass.cat([old, new]).select(ids)
 
 @torch.no_grad()
 def attention_maps(trained: TrainedSCEN, maps, ids, device='cpu') -> dict:
@@ -454,14 +523,16 @@ def scen_local_logits(trained: TrainedSCEN, maps, ids, device='cpu', batch_size:
     "Local class logits l (n, C) of images `ids`, in batches."
     device = resolve_device(device)
     trained.scen.to(device)
-    return _encode_all(trained.scen, maps, ids, 'mean', device, batch_size or trained.cfg.eval_batch_size)[1]
+    return _encode_all(trained.scen, maps, ids, 'mean', device, batch_size or trained.cfg.eval_batch_size).logits
 
-def scen_zsl_eval(trained: TrainedSCEN, maps, data, device='cpu') -> dict:
-    "SCEN's own CZSL accuracy and GZSL U, S, H from the local logits (fractions in [0, 1])."
+def scen_zsl_eval(trained: TrainedSCEN, maps, data, device='cpu', cached: SCENPass | None = None) -> dict:
+    "SCEN's own CZSL accuracy and GZSL U, S, H from the local logits (fractions in [0, 1]); `cached`: a `scen_pass` holding the test ids."
     acc = _accuracy_fn()
     unseen = torch.as_tensor(np.asarray(data.unseen), dtype=torch.long)
     tu, ts = data.splits['test_unseen'], data.splits['test_seen']
-    lu, ls = scen_local_logits(trained, maps, tu.ids, device).cpu(), scen_local_logits(trained, maps, ts.ids, device).cpu()
+    logits = (lambda ids: scen_local_logits(trained, maps, ids, device)) if cached is None else \
+             (lambda ids: cached.logits[cached.rows(ids).to(cached.logits.device)])
+    lu, ls = logits(tu.ids).cpu(), logits(ts.ids).cpu()
     yu, ys = torch.as_tensor(np.asarray(tu.labels)), torch.as_tensor(np.asarray(ts.labels))
     czsl = acc(unseen[lu[:, unseen].argmax(1)], yu)
     U, S = acc(lu.argmax(1), yu), acc(ls.argmax(1), ys)
