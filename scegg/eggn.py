@@ -262,7 +262,7 @@ def critic_grads(critic: Critic, real, fake, att, alpha, lam: float, gammaD: flo
         if W1.grad is None: W1.grad = torch.empty_like(W1)
         torch.mm(torch.cat([dsum, df, U]).t(), rhs, out=W1.grad)
         b1.grad = dsum.sum(0)
-        cw = torch.cat([torch.full((B, 1), -gammaD / B, device=X.device), torch.full((B, 1), gammaD / B, device=X.device)])
+        cw = torch.tensor([-gammaD / B] * B + [gammaD / B] * B, dtype=X.dtype, device=X.device)[:, None]
         W2.grad = (cw * Hl[:2 * B]).sum(0, keepdim=True) + torch.where(pos[2 * B:], T, T * 0.2).sum(0, keepdim=True)
         b2.grad = torch.zeros_like(b2)                                # the constant cancels between D(fake) and D(real)
     return dict(d_real=d_real, d_fake=d_fake, gp=gp, gp_m=m, d_cost=d_cost)
