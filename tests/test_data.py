@@ -301,7 +301,7 @@ def test_bad_class_files(fx):
 
 
 def test_bad_dataset_name_and_root():
-    with pytest.raises(SceggError, match="unknown dataset 'ImageNet'; expected one of CUB, SUN, AWA2, AWA1, APY, CUB-mini, synthetic"):
+    with pytest.raises(SceggError, match="unknown dataset 'ImageNet'; expected one of CUB, SUN, AWA2, AWA1, APY, CUB-mini, CUB-224, synthetic"):
         load_dataset('ImageNet')
     with pytest.raises(SceggError, match='needs a data root'): load_dataset('SUN')
 
