@@ -158,3 +158,118 @@ def test_guidance_weights_enter_the_generator_loss(a1):
         assert not torch.equal(m1.generator.fc1.weight, m2.generator.fc1.weight), field
     # the unseen guidance term is a real cross-entropy over all C classes, not a constant
     assert float(t1['guide_unseen']) > 0
+
+
+# ------------------------------------------------------------------ issue 13: the fast paths against the plain ones
+import resource
+import torch.nn.functional as F
+from scegg import eggn as eggn_mod
+from scegg.eggn import Critic, critic_grads, gradient_penalty, heap_reuse
+
+
+def _critic_autograd(critic, real, fake, att, alpha, lam, gammaD):
+    "The straightforward version: the released critic loss (three critic passes, double backward) through autograd."
+    critic.zero_grad(set_to_none=True)
+    d_real = gammaD * critic(real, att).mean()
+    d_fake = gammaD * critic(fake, att).mean()
+    gp, m = gradient_penalty(critic, real, fake, att, lam, alpha=alpha)
+    gp = gammaD * gp
+    d_cost = d_fake - d_real + gp
+    d_cost.backward()
+    losses = dict(d_real=d_real, d_fake=d_fake, gp=gp, gp_m=m, d_cost=d_cost)
+    return {k: v.detach() for k, v in losses.items()}, {n: p.grad.clone() for n, p in critic.named_parameters()}
+
+
+def _random_critic(seed, dtype, D=12, K=5, h=40, B=7, near=None):
+    g = torch.Generator().manual_seed(seed)
+    critic = Critic(D, K, h).to(dtype)
+    with torch.no_grad():
+        for p in critic.parameters(): p.copy_(torch.randn(p.shape, generator=g, dtype=dtype) * 0.5)
+    real = torch.rand(B, D, generator=g, dtype=dtype)
+    fake = torch.rand(B, D, generator=g, dtype=dtype) if near is None else (real + near * torch.randn(B, D, generator=g, dtype=dtype)).clamp(0, 1)
+    att = F.normalize(torch.rand(B, K, generator=g, dtype=dtype), dim=1)
+    return critic, real, fake, att, torch.rand(B, 1, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_critic_grads_match_autograd(dtype, tol, seed):
+    critic, real, fake, att, alpha = _random_critic(seed, dtype)
+    lam, gammaD = (10.0, 1.0) if seed == 0 else (7.3, 2.5 * seed)
+    ref_l, ref_g = _critic_autograd(critic, real, fake, att, alpha, lam, gammaD)
+    critic.zero_grad(set_to_none=True)
+    for _ in range(2):  # the second call writes into the gradients left by the first: overwritten, not accumulated
+        ours = critic_grads(critic, real, fake, att, alpha, lam, gammaD)
+        for k, v in ref_l.items(): torch.testing.assert_close(ours[k], v, atol=tol, rtol=tol, msg=k)
+        for n, p in critic.named_parameters(): torch.testing.assert_close(p.grad, ref_g[n], atol=tol, rtol=tol, msg=n)
+    # the penalty's own gradient is exercised: without it, the weights' gradients differ
+    _, no_gp = _critic_autograd(critic, real, fake, att, alpha, 0.0, gammaD)
+    assert float((no_gp['fc1.weight'] - ref_g['fc1.weight']).abs().max()) > 1e-3
+    assert float((no_gp['fc2.weight'] - ref_g['fc2.weight']).abs().max()) > 1e-3
+
+
+def test_critic_grads_exact_zeros_where_autograd_has_them():
+    "Hidden units where every row's real and fake share the leaky-ReLU slope get exactly zero bias and attribute-column gradients, as with the released separate passes (oracle README caveat)."
+    critic, real, fake, att, alpha = _random_critic(3, torch.float32, near=0.1)
+    ref_l, ref_g = _critic_autograd(critic, real, fake, att, alpha, 10.0, 1.0)
+    D = real.shape[1]
+    with torch.no_grad():
+        pr = critic.fc1(torch.cat([real, att], 1)) > 0; pf = critic.fc1(torch.cat([fake, att], 1)) > 0
+    agree = (pr == pf).all(0)
+    assert 0 < int(agree.sum()) < len(agree)
+    assert (ref_g['fc1.bias'][agree] == 0).all() and (ref_g['fc1.weight'][agree, D:] == 0).all()
+    critic.zero_grad(set_to_none=True)
+    critic_grads(critic, real, fake, att, alpha, 10.0, 1.0)
+    assert (critic.fc1.bias.grad[agree] == 0).all() and (critic.fc1.weight.grad[agree, D:] == 0).all()
+    assert (critic.fc1.bias.grad[~agree] != 0).any() and (critic.fc2.bias.grad == 0).all()
+    torch.testing.assert_close(critic.fc1.weight.grad, ref_g['fc1.weight'], atol=1e-5, rtol=1e-5)
+
+
+def test_fused_adam_matches_per_tensor_loop():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(30, 20), (30,), (1, 30)]
+    init = [torch.randn(s, generator=g) for s in shapes]
+    ps = {k: [nn.Parameter(t.clone()) for t in init] for k in ('loop', 'fused')}
+    opt = dict(loop=torch.optim.Adam(ps['loop'], lr=1e-3, betas=(0.5, 0.999), foreach=False),
+               fused=torch.optim.Adam(ps['fused'], lr=1e-3, betas=(0.5, 0.999), fused=True))
+    for step in range(6):
+        grads = [torch.randn(s, generator=g) * 10 ** -step for s in shapes]   # down to 1e-5: bias correction and eps matter
+        for k in opt:
+            for p, gr in zip(ps[k], grads): p.grad = gr.clone()
+            opt[k].step()
+    for a, b in zip(ps['loop'], ps['fused']):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+        assert float((a.detach() - init[0 if a.shape == shapes[0] else 1 if a.shape == shapes[1] else 2]).abs().max()) > 1e-3  # it moved
+        for key in ('exp_avg', 'exp_avg_sq'):
+            torch.testing.assert_close(opt['loop'].state[a][key], opt['fused'].state[b][key], atol=1e-12, rtol=1e-6)
+    m = EGGN(EGGNConfig(**SMALL), 8, 4)
+    assert all(o.param_groups[0]['fused'] for o in _optimisers(m, EGGNConfig(**SMALL)).values())
+    assert not any(o.param_groups[0]['fused'] for o in _optimisers(m, EGGNConfig(**SMALL, fused_adam=False)).values())
+
+
+def test_fast_and_plain_training_agree():
+    "One epoch with every fast path on (the defaults) against the released paths: same losses up to float rounding."
+    dz = fabricated_zsl(seed=0)
+    args = (dz['x_trainval'], dz['y_trainval'], dz['att'], dz['seen'], dz['unseen'])
+    fast = train_eggn(*args, EGGNConfig(**MECH, epochs=1, seed=2))
+    plain = train_eggn(*args, EGGNConfig(**MECH, epochs=1, seed=2, fast_critic=False, fused_adam=False, keep_heap=False))
+    for k in ('loss_D', 'loss_G', 'wasserstein', 'gp_m'):
+        assert fast.history[0][k] == pytest.approx(plain.history[0][k], rel=1e-3, abs=1e-4), k
+    assert fast.lambda_gp == plain.lambda_gp
+
+
+@pytest.mark.skipif(eggn_mod._glibc() is None, reason='heap_reuse acts on glibc only')
+def test_heap_reuse_avoids_fresh_pages():
+    def faults():
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(3):
+            t = torch.ones(40 * 2**20 // 4)   # 40 MB: above glibc's largest mmap threshold (32 MiB)
+            del t
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    plain = faults()
+    with heap_reuse() as on:
+        assert on
+        faults()               # the heap grows once
+        reused = faults()
+    with heap_reuse(False) as on: assert not on
+    assert plain > 20_000 and reused < 2_000, (plain, reused)

@@ -5,6 +5,7 @@ passes, one SCEN stage-1 and stage-2 RMSprop step, the gradient penalty and one 
 (without and with the feedback pass) are compared entry by entry. The stage-3 iteration runs through
 `scegg.eggn.stage3_iteration`, the function `train_eggn` calls, with the released code's random draws supplied.
 """
+import dataclasses
 import pytest, torch
 import torch.nn.functional as F
 from conftest import shared_data
@@ -183,9 +184,9 @@ def _cfg(s3):
                       guide_seen=c['rec_seen_cls_weight'], guide_unseen=c['gen_unseen_cls_weight'])
 
 
-def run_iteration(s3, scen_key, weighted=None):
+def run_iteration(s3, scen_key, weighted=None, **paths):
     "One stage-3 iteration through scegg's own step functions; gradients captured just before each Adam step."
-    cfg, sc = _cfg(s3), s3[scen_key]
+    cfg, sc = dataclasses.replace(_cfg(s3), **paths), s3[scen_key]
     m = eggn_from(s3['init_state'], s3['dims'], cfg.hidden)
     guide = torch.nn.Sequential(torch.nn.Linear(s3['dims']['D'], s3['dims']['cls_hidden']), torch.nn.LeakyReLU(0.01),
                                 torch.nn.Linear(s3['dims']['cls_hidden'], s3['dims']['C']))
@@ -204,9 +205,14 @@ def run_iteration(s3, scen_key, weighted=None):
     return dict(model=m, opts=opts, grads=grads, lam=lam, crit=crit, gen=gen, cfg=cfg)
 
 
-@pytest.fixture(scope='module', params=['a', 'b'])
+# 'fast': scegg's defaults (closed-form critic gradients, fused Adam); 'plain': the straightforward paths
+PATHS = {'fast': {}, 'plain': dict(fast_critic=False, fused_adam=False)}
+
+
+@pytest.fixture(scope='module', params=[('a', 'fast'), ('b', 'fast'), ('a', 'plain'), ('b', 'plain')], ids=lambda p: '-'.join(p))
 def it3(request, s3):
-    return request.param, s3[request.param], run_iteration(s3, request.param)
+    k, path = request.param
+    return k, s3[k], run_iteration(s3, k, **PATHS[path])
 
 LOSS = dict(atol=1e-5, rtol=1e-5)
 GRAD = dict(atol=1e-5, rtol=1e-4)
