@@ -272,6 +272,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'scegg.pipeline.protocol_results': ('pipeline.html#protocol_results', 'scegg/pipeline.py'),
                                 'scegg.pipeline.read_events': ('pipeline.html#read_events', 'scegg/pipeline.py'),
                                 'scegg.pipeline.run_eszsl': ('pipeline.html#run_eszsl', 'scegg/pipeline.py'),
+                                'scegg.pipeline.run_hash': ('pipeline.html#run_hash', 'scegg/pipeline.py'),
                                 'scegg.pipeline.scen_dir': ('pipeline.html#scen_dir', 'scegg/pipeline.py'),
                                 'scegg.pipeline.train': ('pipeline.html#train', 'scegg/pipeline.py'),
                                 'scegg.pipeline.view_features': ('pipeline.html#view_features', 'scegg/pipeline.py')},

@@ -22,10 +22,10 @@ from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validatio
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES', 'RunConfig', 'make_config',
-           'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store', 'view_features', 'log_event',
-           'read_events', 'final_classifiers', 'fit_view', 'protocol_results', 'run_eszsl', 'scen_dir', 'train',
-           'load_run']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES', 'RunConfig',
+           'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store',
+           'view_features', 'log_event', 'read_events', 'final_classifiers', 'fit_view', 'protocol_results',
+           'run_eszsl', 'scen_dir', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -144,6 +144,17 @@ def _flat(cfg: RunConfig) -> dict:
     out.update({f'scen.{k}': v for k, v in d['scen'].items()})
     out.update({f'eggn.{k}': v for k, v in d['eggn'].items()})
     return out
+
+# Settings that change how fast a run goes, not what it computes (equal within float rounding; tests compare both
+# paths): recorded in results.json, but not part of a run's identity, so a run cache stays valid when they change.
+SPEED_ONLY = {'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
+
+def run_hash(cfg: RunConfig) -> str:
+    "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings."
+    d = dataclasses.asdict(cfg)
+    for part, keys in SPEED_ONLY.items():
+        for k in keys: d[part].pop(k, None)
+    return config_hash(d)
 
 def differs_from_paper(cfg: RunConfig) -> dict:
     "Every setting of `cfg` that differs from the paper preset of its dataset: {key: [ours, paper's]}."
@@ -364,7 +375,7 @@ def _remove_run_files(out: Path):
 
 def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     "Create `out` (call under its lock); True when a results.json of this very configuration exists."
-    h = config_hash(dataclasses.asdict(cfg))
+    h = run_hash(cfg)
     conf = {'config': dataclasses.asdict(cfg), 'hash': h}
     cj, rj = out / 'config.json', out / 'results.json'
     _check_out_folder(out)
@@ -420,7 +431,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
 
 def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) -> dict:
     log = lambda **e: log_event(out, **e)
-    log(stage='run', resume=resume, config_hash=config_hash(dataclasses.asdict(cfg)))
+    log(stage='run', resume=resume, config_hash=run_hash(cfg))
     walls, t_all = {}, time.perf_counter()
     data = load_run_data(cfg)
     t0 = time.perf_counter(); maps = ensure_store(data, cfg, dev); walls['features_s'] = time.perf_counter() - t0
@@ -440,7 +451,7 @@ def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) 
         t0 = time.perf_counter(); results['eszsl'] = run_eszsl(data, maps); walls['eszsl_s'] = time.perf_counter() - t0
     walls['total_s'] = time.perf_counter() - t_all
     results.update({'curves': {k: v['curves'] for k, v in curves.items()}, 'sizes': {k: v['sizes'] for k, v in curves.items()},
-                    'config': dataclasses.asdict(cfg), 'config_hash': config_hash(dataclasses.asdict(cfg)),
+                    'config': dataclasses.asdict(cfg), 'config_hash': run_hash(cfg),
                     'differs_from_paper': differs_from_paper(cfg), 'caveat': data.caveat, 'release': data.release,
                     'provenance': provenance(dev), 'wall_s': walls})
     write_json(out / 'results.json', results)

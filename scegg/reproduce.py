@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import SceggError, check, atomic_write, write_json, read_json, config_hash, file_lock
-from .pipeline import PRESETS, make_config, train, load_run
+from .pipeline import PRESETS, make_config, train, load_run, run_hash, SPEED_ONLY
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REPRO_PRESETS', 'METRICS', 'LABELS', 'PROTOCOLS',
@@ -119,7 +119,7 @@ def _axis_keys(axes) -> set:
 def check_table_runs(results_list: list, axes=()) -> dict:
     "The flat base configuration of `results_list`; SceggError if a run differs from it outside `axes`."
     check(len(results_list) > 0, 'a table needs at least one run; got none')
-    allowed = _axis_keys(axes)
+    allowed = _axis_keys(axes) | {f'{part}.{k}' for part, keys in SPEED_ONLY.items() for k in keys}
     flats = [flat_config(r['config']) for r in results_list]
     base = flats[0]
     for r, f in zip(results_list, flats):
@@ -133,7 +133,7 @@ def check_table_runs(results_list: list, axes=()) -> dict:
 # %% ../nbs/10_reproduce.ipynb #c015
 def run_dir(runs, cfg) -> Path:
     "Folder of the run with configuration `cfg` in the cache `runs`."
-    return Path(runs) / config_hash(dataclasses.asdict(cfg))
+    return Path(runs) / run_hash(cfg)
 
 def cached_run(train_preset: str, overrides: dict | None, runs, device='cpu') -> dict:
     "Results of `train_preset` with `overrides`, trained into `runs/<hash>` unless finished there (resumes otherwise)."
