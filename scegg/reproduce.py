@@ -894,12 +894,13 @@ def _holding_out_lock(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kw):
         b = inspect.signature(fn).bind(*args, **kw); b.apply_defaults()
-        repro_preset(b.arguments['preset'])
+        a = b.arguments   # every argument is checked before the lock creates out/<preset>
+        _check_arguments(a['preset'], a['datasets'], a['device'], a['seeds'], a['notebooks'])
         with file_lock(Path(b.arguments['out']) / b.arguments['preset'], 'scegg reproduce'): return fn(*b.args, **b.kwargs)
     return wrapper
 
 @_holding_out_lock
-def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, paper
+def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, paper
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
               device='cpu',
@@ -909,7 +910,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
               data_options: dict | None = None,  # loader options of every run (your own image set: cub_root, name, ...)
               verbose: bool = True) -> dict:
-    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
+    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
     t0 = time.time()
     out_dir = Path(out) / preset
