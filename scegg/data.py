@@ -128,6 +128,18 @@ def subset_classes(data: ZSLDataset, seen, unseen, splits: dict, name: str | Non
         extras={**data.extras, 'parent_classes': keep})
 
 # %% ../nbs/01_data.ipynb #c010
+def _holdout_per_class(ids, labels, classes, share: float, rng) -> tuple:
+    "Split `ids` of each class in `classes` into (kept, held-out share), both sorted."
+    keep, out = [], []
+    for c in classes:
+        m = ids[labels == c]
+        m = m[rng.permutation(len(m))]
+        n = int(round(share * len(m)))
+        if share > 0 and len(m) >= 2: n = min(max(n, 1), len(m) - 1)
+        out.append(np.sort(m[:n])); keep.append(np.sort(m[n:]))
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
+    return cat(keep), cat(out)
+
 def make_validation_split(trainval_ids, labels, val_train_classes, val_unseen_classes,
                           holdout: float = 0.2, seed: int = 0) -> dict:
     "Splits val_train / val_seen / val_unseen drawn from trainval only (held-out share per val-train class)."
@@ -135,19 +147,11 @@ def make_validation_split(trainval_ids, labels, val_train_classes, val_unseen_cl
     vt, vu = _int64(val_train_classes), _int64(val_unseen_classes)
     check(len(np.intersect1d(vt, vu)) == 0, 'validation-train and validation-unseen classes overlap; expected disjoint sets')
     check(0 <= holdout < 1, f'holdout={holdout}: expected a share in [0, 1)')
-    rng = np.random.default_rng(seed)
-    tr, ho = [], []
-    for c in np.sort(vt):
-        m = ids[labels == c]
-        m = m[rng.permutation(len(m))]
-        n = int(round(holdout * len(m)))
-        if holdout > 0 and len(m) >= 2: n = min(max(n, 1), len(m) - 1)
-        ho.append(np.sort(m[:n])); tr.append(np.sort(m[n:]))
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
+    tr, ho = _holdout_per_class(ids, labels, np.sort(vt), holdout, np.random.default_rng(seed))
     lab_of = dict(zip(ids.tolist(), labels.tolist()))
     mk = lambda name, x: Split(name, x, [lab_of[i] for i in x.tolist()])
     un = ids[np.isin(labels, vu)]
-    return {'val_train': mk('val_train', cat(tr)), 'val_seen': mk('val_seen', cat(ho)), 'val_unseen': mk('val_unseen', un)}
+    return {'val_train': mk('val_train', tr), 'val_seen': mk('val_seen', ho), 'val_unseen': mk('val_unseen', un)}
 
 # %% ../nbs/01_data.ipynb #c013
 def _need(path, what: str) -> Path:
@@ -569,18 +573,6 @@ def make_cub_fixture(root, n_classes: int = 4, n_attributes: int = 5, per_class:
 CUB224_CAVEAT = ("CUB-224: the paper's CUB classes and images (224-px re-encoded copies); test_seen is a seeded 20 % "
                  "of each seen class, not xlsa17's (its image ids are unavailable), so seen-class numbers are not "
                  "xlsa17's exactly.")
-
-def _holdout_per_class(ids, labels, classes, share: float, rng) -> tuple:
-    "Split `ids` of each class in `classes` into (kept, held-out share), both sorted."
-    keep, out = [], []
-    for c in classes:
-        m = ids[labels == c]
-        m = m[rng.permutation(len(m))]
-        n = int(round(share * len(m)))
-        if share > 0 and len(m) >= 2: n = min(max(n, 1), len(m) - 1)
-        out.append(np.sort(m[:n])); keep.append(np.sort(m[n:]))
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
-    return cat(keep), cat(out)
 
 def load_cub_224(root=None,                  # folder in the CUB-mini layout (default: ../shared/data/CUB/full)
                  cub_root=None,              # folder with attributes, word vectors and xlsa17 class lists (default: root's parent)
