@@ -1,6 +1,6 @@
 """Issue 14 (first half): a user's data is never lost or mixed up, scegg installs as documented, every error a user
 can cause is one line, a user's own image set works under its own name, and data lives in one cwd-independent place."""
-import json, os, socket, subprocess, sys, time, zipfile
+import json, os, shutil, socket, subprocess, sys, time, zipfile
 from pathlib import Path
 
 import pytest
@@ -136,7 +136,7 @@ def test_results_reused_only_for_their_own_configuration(tmp_path, smoke_run, da
     c2 = pipeline.make_config('smoke', {'seed': 2})
     import dataclasses
     from scegg.core import config_hash
-    write_json(run / 'config.json', {'config': dataclasses.asdict(c2), 'hash': config_hash(dataclasses.asdict(c2))})
+    write_json(run / 'config.json', {'config': dataclasses.asdict(c2), 'hash': pipeline.run_hash(c2)})
     with pytest.raises(SceggError, match='results.json'):
         r = pipeline.train(c2, out=run)
         assert r['seed'] == 2   # (if it retrains instead of refusing, it must not be seed 0's numbers)
@@ -284,7 +284,10 @@ def test_own_image_set_reproduce(own_set, tmp_path, capsys, monkeypatch, data_ho
     "scegg reproduce hands the image set's options to every notebook, and the notebooks' runs use them."
     import scegg.reproduce as rep
     seen = []
-    monkeypatch.setattr(rep, 'run_notebook', lambda src, dst, params, cwd=None: seen.append(params) or {'status': 'ok', 'seconds': 0})
+    def fake_run(src, dst, params, cwd=None):   # what papermill leaves behind: the executed copy of the notebook
+        seen.append(params); shutil.copyfile(src, dst)
+        return {'status': 'ok', 'seconds': 0}
+    monkeypatch.setattr(rep, 'run_notebook', fake_run)
     code, out, err = cli(capsys, 'reproduce', '--preset', 'cub-mini', *_own_flags(own_set), '--out', tmp_path / 'o')
     assert code == 0, err
     assert len(seen) == len(rep.NOTEBOOKS) and all(p['data_options']['name'] == 'my-birds' for p in seen)
