@@ -80,7 +80,7 @@ def cmd_data_extract(a):
                     features_dir=a.features_dir, extract_batch_size=a.batch_size)
     print(ensure_store(data, cfg, dev, verify=True))
 
-_DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
+_DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB-224': 'cub-cpu', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
                    'AWA2': 'paper-AWA2'}
 
 def cmd_train(a):
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser('train', help='one run: features, SCEN, EGGN, evaluation -> RUN_DIR/results.json')
     t.add_argument('dataset', help=_DATASET_HELP); t.add_argument('--root', default=None, help=_ROOT_HELP)
     _add_data_flags(t)
-    t.add_argument('--preset', default=None, help='training preset (default: by dataset)')
+    t.add_argument('--preset', default=None, help=f"training preset, e.g. smoke, {', '.join(dict.fromkeys(_DEFAULT_PRESET.values()))} (default: by dataset: {', '.join(f'{d} -> {p}' for d, p in _DEFAULT_PRESET.items())})")
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting, e.g. eggn.epochs=5 (repeatable)')
     t.add_argument('--device', default='cpu', help=_DEVICE_HELP)
     t.add_argument('--out', required=True, help='the run folder: new, empty, or a scegg run folder (never . or your home folder)')
