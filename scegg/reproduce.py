@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_reproduce.ipynb #c002
 from __future__ import annotations
-import dataclasses, math, os, shutil, sys, tempfile, time
+import dataclasses, math, os, re, shutil, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -840,6 +840,8 @@ def normalise_notebook(path) -> Path:
     with atomic_write(path) as f: nbformat.write(nb, f)
     return Path(path)
 
+_STYLE = re.compile(r'<style[^>]*>.*?</style>\s*', re.S)
+
 def _html(ipynb) -> Path | None:
     "The executed notebook rendered to HTML beside it (nbconvert); None if nbconvert fails."
     try:
@@ -847,6 +849,13 @@ def _html(ipynb) -> Path | None:
         body, _ = HTMLExporter().from_filename(str(ipynb))
     except Exception as e:
         print(f'[scegg reproduce] no HTML of {ipynb}: {type(e).__name__}: {e}', flush=True); return None
+    # nbconvert inlines the same ~300 KB of styles into every page: keep one copy, `nbconvert.css`, beside them
+    styles = _STYLE.findall(body)
+    if styles:
+        css = '\n'.join(re.sub(r'^<style[^>]*>|</style>\s*$', '', s.strip()) for s in styles)
+        with atomic_write(Path(ipynb).parent / 'nbconvert.css') as f: f.write(css)
+        first = body.index(styles[0])
+        body = _STYLE.sub('', body[:first]) + '<link rel="stylesheet" href="nbconvert.css">\n' + _STYLE.sub('', body[first:])
     out = Path(ipynb).with_suffix('.html')
     with atomic_write(out) as f: f.write(body)
     return out
