@@ -14,16 +14,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import SceggError, check, resolve_device, torch_save, config_diff
+from .core import SceggError, check, resolve_device, torch_save, config_diff, heap_reuse, _glibc
 from .classify import zsl_curves, per_class_accuracy
 from .scen import ClassBalancedSampler
 
 # %% auto #0
-__all__ = ['EGGN_PRESETS_PAPER', 'M_TRIM_THRESHOLD', 'M_MMAP_MAX', 'EGGNConfig', 'Encoder', 'Generator', 'Critic',
-           'SemanticDecoder', 'Feedback', 'EGGN', 'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda',
-           'EGGNResult', 'CriticDraws', 'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads',
-           'critic_step', 'generator_step', 'stage3_iteration', 'heap_reuse', 'check_eggn_config', 'train_eggn',
-           'synthesize', 'evaluate_epoch', 'fabricated_zsl']
+__all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback', 'EGGN',
+           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'CriticDraws',
+           'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads', 'critic_step', 'generator_step',
+           'stage3_iteration', 'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch', 'fabricated_zsl']
 
 # %% ../nbs/07_eggn.ipynb #c006
 @dataclass
@@ -342,29 +341,6 @@ def stage3_iteration(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNCo
     lam = update_lambda(lam, sum(float(c['gp_m']) for c in crit) / len(crit))
     gen = generator_step(model, opts, x, y, att, gen_draws, cfg, a1, guide)
     return lam, crit, gen
-
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4    # glibc <malloc.h>
-
-def _glibc():
-    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc': return None
-    try: return ctypes.CDLL('libc.so.6')
-    except OSError: return None
-
-@contextlib.contextmanager
-def heap_reuse(enabled: bool = True):
-    """While inside: glibc serves every block from its heap and keeps freed memory (`mallopt(M_MMAP_MAX, 0)`,
-    `M_TRIM_THRESHOLD` 1 GiB). Stage 3's 33-35 MB gradients and temporaries are above glibc's largest mmap threshold
-    (32 MiB), so by default each is a fresh mmap whose pages the kernel zero-fills on first touch (~560,000 page
-    faults per generator iteration at SUN sizes). On exit: glibc's fixed defaults (mmap up to 65,536 blocks, trim at
-    128 KiB) and `malloc_trim(0)` to return the freed memory. A no-op off Linux/glibc. Yields whether it applied."""
-    libc = _glibc() if enabled else None
-    if libc is None:
-        yield False
-        return
-    libc.mallopt(M_MMAP_MAX, 0); libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    try: yield True
-    finally:
-        libc.mallopt(M_MMAP_MAX, 65536); libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024); libc.malloc_trim(0)
 
 _CKPT = 'eggn_last.pt'
 _RESUME_FREE = {'epochs', 'checkpoint_every', 'keep_heap'}  # settings a resumed run may change
