@@ -8,6 +8,7 @@ double backward, per-tensor Adam, glibc defaults). The variants run side by side
   fused_adam      scegg's step with `fast_critic=False` (autograd critic, as released) and Adam's fused kernel
   fast_critic     + closed-form critic gradients (`critic_grads`)
   scegg           + glibc heap reuse (`heap_reuse`), i.e. scegg's defaults, as `train_eggn` runs them
+  bf16            scegg + the opt-in `bf16=True` (bfloat16 products; changes the numbers: bench/bf16_accuracy.py)
 
 Each block runs `--its` iterations of one variant; every iteration is timed with its minor page faults
 (`resource.getrusage`) and the load average (`os.getloadavg()`) at its end. RssAnon is sampled every 2 ms per block:
@@ -34,12 +35,12 @@ from scegg.eggn import (EGGN, EGGNConfig, CriticDraws, GeneratorDraws, stage3_it
 from _common import machine, RESULTS, Peak, MB
 
 K, D, C, CS, B, HID, CLS_HID, N = 102, 2048, 717, 645, 64, 4096, 1024, 2048
-VARIANTS = ('reference', 'fused_adam', 'fast_critic', 'scegg')
+VARIANTS = ('reference', 'fused_adam', 'fast_critic', 'scegg', 'bf16')
 
 
 def cfg_of(v):
-    return EGGNConfig(hidden=HID, batch_size=B, critic_iters=5, a1=0.0, fast_critic=v in ('fast_critic', 'scegg'),
-                      fused_adam=v != 'reference', keep_heap=v == 'scegg')
+    return EGGNConfig(hidden=HID, batch_size=B, critic_iters=5, a1=0.0, fast_critic=v in ('fast_critic', 'scegg', 'bf16'),
+                      fused_adam=v != 'reference', keep_heap=v in ('scegg', 'bf16'), bf16=v == 'bf16')
 
 
 def draws(g):

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_predict)
 
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill -> tables and figures')
-    r.add_argument('--preset', default='synthetic', help='synthetic | cub-mini | paper')
+    r.add_argument('--preset', default='synthetic', help='smoke | synthetic | cub-mini | cub-cpu | paper')
     r.add_argument('--datasets', nargs='*', default=None, help="data sets (default: the preset's)")
     r.add_argument('--root', default=None, help="data root of the paper's data sets (CUB/, SUN/, AWA2/, xlsa17/, w2v/), "
                    'or the image folder of a CUB-mini-layout data set')

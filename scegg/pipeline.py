@@ -13,7 +13,7 @@ import torch
 
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
                         check_types, file_lock, data_home, LOCK_NAME,
-                        config_diff, config_hash, provenance, progress, torch_save)
+                        config_diff, config_hash, provenance, progress, torch_save, heap_reuse)
 from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_pass, scen_zsl_eval, MinMaxScaler, TrainedSCEN
@@ -22,8 +22,8 @@ from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validatio
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES', 'RunConfig',
-           'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store',
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES',
+           'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store',
            'view_features', 'log_event', 'read_events', 'final_classifiers', 'fit_view', 'protocol_results',
            'run_eszsl', 'scen_dir', 'train', 'load_run']
 
@@ -150,12 +150,18 @@ def _flat(cfg: RunConfig) -> dict:
 # Settings that change how fast a run goes, not what it computes (equal within float rounding; tests compare both
 # paths): recorded in results.json, but not part of a run's identity, so a run cache stays valid when they change.
 SPEED_ONLY = {'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
+# Settings added after runs were cached, with the value every older run had: left out of a run's identity while at
+# that value, so older run caches stay valid; any other value is part of it.
+ADDED_LATER = {'eggn': {'bf16': False}}
 
 def run_hash(cfg: RunConfig) -> str:
-    "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings."
+    "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings (and `ADDED_LATER` ones at their old value)."
     d = dataclasses.asdict(cfg)
     for part, keys in SPEED_ONLY.items():
         for k in keys: d[part].pop(k, None)
+    for part, old in ADDED_LATER.items():
+        for k, v in old.items():
+            if d[part].get(k) == v: d[part].pop(k)
     return config_hash(d)
 
 def differs_from_paper(cfg: RunConfig) -> dict:
@@ -260,7 +266,8 @@ def final_classifiers(model, x_tv, y_tv, att, seen, unseen, cfg, seed: int, devi
     xs, ys = synthesize(model, unseen, cfg.syn_num, att, cfg.a2, generator=torch.Generator().manual_seed(seed))
     tf = lambda x: transform_in_batches(model.transform, torch.as_tensor(x).float().to(dev))
     xs_t, tv_t = tf(xs), tf(x_tv)
-    kw = dict(lr=cfg.classifier_lr, epochs=cfg.classifier_epochs, batch_size=cfg.syn_num, device=dev, return_model=True)
+    kw = dict(lr=cfg.classifier_lr, epochs=cfg.classifier_epochs, batch_size=cfg.syn_num, device=dev, return_model=True,
+              bf16=cfg.bf16)
     seen, unseen = torch.as_tensor(seen).long(), torch.as_tensor(unseen).long()
     _, cz = train_final_classifier(xs_t, ys, unseen, {}, seed=seed, **kw)
     _, gz = train_final_classifier(torch.cat([tv_t, xs_t]), torch.cat([torch.as_tensor(y_tv).long(), ys]),
@@ -431,6 +438,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
         if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
         return _train(cfg, out, dev, resume, scen_cache, protocols)
 
+@heap_reuse()   # every stage of a run keeps freed memory for reuse (core)
 def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) -> dict:
     log = lambda **e: log_event(out, **e)
     log(stage='run', resume=resume, config_hash=run_hash(cfg))

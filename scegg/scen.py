@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F_
 
 from .core import (SceggError, check, torch_save, seed_everything, resolve_device, config_diff, progress,
-                        ArrayMaps)
+                        ArrayMaps, heap_reuse)
 
 # %% auto #0
 __all__ = ['SCENConfig', 'LENOutput', 'LEN', 'GEN', 'CLS_g', 'SCEN', 'L_LCE', 'L_GCE', 'semantic_consistency_loss',
@@ -385,6 +385,7 @@ def stage2_loss(scen: SCEN, x_scaled: torch.Tensor, local_logits: torch.Tensor, 
     return L_GCE(out, y, seen)
 
 # %% ../nbs/05_scen.ipynb #c038
+@heap_reuse()   # glibc keeps freed memory: 4.2M -> 0.2M page faults in 20 CUB-224 stage-1 steps (core)
 def fit_scen(data,                       # dataset with att, word_vectors, seen, unseen, splits (ZSLDataset fields)
              maps,                       # MapSource: maps(ids) -> (n, D, R)
              cfg: SCENConfig | None = None,
