@@ -11,7 +11,7 @@ PIL's draft mode is not used: these JPEGs already have a 216-224 px short side, 
     python bench/extract_speed.py [--n 256] [--threads 2] [--batch 32] [--images /work/shared/data/CUB/full]
 Writes bench/results/extract_speed.json (load average, threads, torch version with every figure).
 """
-import argparse, os, shutil, sys, tempfile, time
+import argparse, os, resource, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -39,7 +39,8 @@ def main():
     ap.add_argument('--batch', type=int, default=32)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--workers', type=int, default=1)
-    ap.add_argument('--settings', nargs='+', default=['today', 'channels_last', 'bf16', 'default'])
+    ap.add_argument('--settings', nargs='+', default=['today', 'channels_last', 'heap_reuse', 'bf16', 'default'])
+    ap.add_argument('--out', default=str(RESULTS / 'extract_speed.json'))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     root = Path(a.images)
@@ -93,22 +94,27 @@ def main():
     print(f'write: {256 / wr:.0f} images/s (fp16 + check + np.save of a 256-map chunk); load {load()}', flush=True)
 
     # 4. end to end
-    settings = dict(today=dict(channels_last=False, num_workers=0),
-                    workers=dict(channels_last=False, num_workers=a.workers),
-                    channels_last=dict(channels_last=True, num_workers=a.workers),
+    settings = dict(today=dict(channels_last=False, num_workers=0, keep_heap=False),
+                    workers=dict(channels_last=False, num_workers=a.workers, keep_heap=False),
+                    channels_last=dict(channels_last=True, num_workers=a.workers, keep_heap=False),
+                    heap_reuse=dict(channels_last=True, num_workers=a.workers, keep_heap=True),
                     bf16=dict(channels_last=True, num_workers=a.workers, amp=True),
                     default=dict())
     e2e, maps = {}, {}
     work = Path(tempfile.mkdtemp(prefix='scegg-extract-'))
     try:
         for s in a.settings:
+            f0 = resource.getrusage(resource.RUSAGE_SELF)
             with Peak() as pk:
                 st = extract_features(paths, work / s, 'efficientnet_lite0', batch_size=a.batch, chunk_size=256, **settings[s])
             maps[s] = st.maps(np.arange(len(paths))).numpy()
             e2e[s] = pk.row(setting=s, options=settings[s], images_per_s=round(len(paths) / pk.seconds, 1),
                             max_fp16_ulps_vs_today=round(ulps(maps[s], maps['today']), 2) if 'today' in maps else None)
+            f1 = resource.getrusage(resource.RUSAGE_SELF)   # this process (the decoding worker is another one)
+            e2e[s].update(minor_faults=f1.ru_minflt - f0.ru_minflt, user_s=round(f1.ru_utime - f0.ru_utime, 1),
+                          sys_s=round(f1.ru_stime - f0.ru_stime, 1))
             print(f'extract_features {s:14s} {settings[s]}: {len(paths) / pk.seconds:.1f} images/s, peak RssAnon '
-                  f'+{e2e[s]["rss_anon_growth_mb"]} MB; maps vs today {e2e[s]["max_fp16_ulps_vs_today"]} fp16 steps; load {load()}', flush=True)
+                  f'+{e2e[s]["rss_anon_growth_mb"]} MB, {e2e[s]["minor_faults"]} page faults, {e2e[s]["sys_s"]} s in the kernel; maps vs today {e2e[s]["max_fp16_ulps_vs_today"]} fp16 steps; load {load()}', flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res['end_to_end'] = e2e
@@ -125,8 +131,8 @@ def main():
     f = res['forward']['fp32 NCHW (today)']['images_per_s']
     res['limit'] = ('forward' if f < min(res['decode_images_per_s_one_core'], res['write_images_per_s']) else 'decode/write')
     res['machine'] = machine()
-    write_json(RESULTS / 'extract_speed.json', res)
-    print('limit:', res['limit'], '; wrote', RESULTS / 'extract_speed.json')
+    write_json(a.out, res)
+    print('limit:', res['limit'], '; wrote', a.out)
 
 
 if __name__ == '__main__':
