@@ -34,12 +34,15 @@ from scegg.core import write_json
 from scegg.eggn import (EGGN, EGGNConfig, CriticDraws, GeneratorDraws, stage3_iteration, _optimisers, heap_reuse)
 from _common import machine, RESULTS, Peak, MB
 
-K, D, C, CS, B, HID, CLS_HID, N = 102, 2048, 717, 645, 64, 4096, 1024, 2048
+SIZES = {'sun': dict(K=102, D=2048, C=717, CS=645, B=64, HID=4096, CLS_HID=1024, N=2048, A1=0.0),
+         # cub-cpu: CUB-224 with EfficientNet-Lite0 (D 1280), 150 seen of 200, hidden 1024, feedback on (a1 = 1)
+         'cub-cpu': dict(K=312, D=1280, C=200, CS=150, B=64, HID=1024, CLS_HID=1024, N=7051, A1=1.0)}
+K, D, C, CS, B, HID, CLS_HID, N, A1 = SIZES['sun'].values()
 VARIANTS = ('reference', 'fused_adam', 'fast_critic', 'scegg', 'bf16')
 
 
 def cfg_of(v):
-    return EGGNConfig(hidden=HID, batch_size=B, critic_iters=5, a1=0.0, fast_critic=v in ('fast_critic', 'scegg', 'bf16'),
+    return EGGNConfig(hidden=HID, batch_size=B, critic_iters=5, a1=A1, fast_critic=v in ('fast_critic', 'scegg', 'bf16'),
                       fused_adam=v != 'reference', keep_heap=v in ('scegg', 'bf16'), bf16=v == 'bf16')
 
 
@@ -82,7 +85,10 @@ def main():
     ap.add_argument('--threads', type=int, default=torch.get_num_threads())
     ap.add_argument('--variants', nargs='+', default=list(VARIANTS))
     ap.add_argument('--out', default=str(RESULTS / 'stage3_speed.json'))
+    ap.add_argument('--sizes', choices=list(SIZES), default='sun')
     a = ap.parse_args()
+    global K, D, C, CS, B, HID, CLS_HID, N, A1
+    K, D, C, CS, B, HID, CLS_HID, N, A1 = SIZES[a.sizes].values()
     torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(N, D, generator=g); y = torch.randint(0, CS, (N,), generator=g)
@@ -101,7 +107,7 @@ def main():
         step = ref.stage3_iteration if v == 'reference' else stage3_iteration
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t = time.perf_counter()
-        s['lam'], _, _ = step(s['model'], s['opts'], x, y, att, s['lam'], cfg, *d, 0.0, guide)
+        s['lam'], _, _ = step(s['model'], s['opts'], x, y, att, s['lam'], cfg, *d, A1, guide)
         sec = time.perf_counter() - t
         return dict(seconds=round(sec, 3), minor_faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
                     load_average=[round(v, 2) for v in os.getloadavg()])
@@ -157,7 +163,7 @@ def main():
                   / sum(state[v]['rows'][i]['seconds'] for i in range(k * a.its, (k + 1) * a.its)) for k in range(a.reps)]
             res[v]['speedup_per_round'] = [round(q, 2) for q in rr]
             res[v]['speedup_median_of_rounds'] = round(statistics.median(rr), 2)
-    out = dict(sizes=dict(D=D, K=K, C=C, seen=CS, hidden=HID, batch=B, critic_iters=5, a1=0.0, cls_hidden=CLS_HID,
+    out = dict(sizes=dict(name=a.sizes, D=D, K=K, C=C, seen=CS, hidden=HID, batch=B, critic_iters=5, a1=A1, cls_hidden=CLS_HID,
                           guidance=True),
                reps=a.reps, its_per_block=a.its, variants=res,
                mm_probe=dict(fp32_gflops=round(probe32, 1) if probe32 else None,

@@ -124,7 +124,7 @@ def cmd_reproduce(a):
     ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
     opts = _data_options(a, ds) if ds else {}
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
-                  force=a.force, data_options=opts or None)
+                  force=a.force, notebooks=a.notebooks, data_options=opts or None)
     failed = r.get('failed') if isinstance(r, dict) else None
     if failed: raise SceggError(f'{len(failed)} notebook(s) failed: {", ".join(map(str, failed))}')
 
@@ -222,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                    'or the image folder of a CUB-mini-layout data set')
     _add_data_flags(r)
     r.add_argument('--device', default='cpu', help=_DEVICE_HELP)
-    r.add_argument('--seeds', type=int, default=None, help="Table 1 seeds (default: the preset's)")
+    r.add_argument('--seeds', type=int, nargs='+', default=None, help="Table 1 seeds (default: the preset's)")
+    r.add_argument('--notebooks', nargs='+', default=None, metavar='NAME',
+                   help='only these experiment notebooks (table1 table2_ablation fig3_attention fig4_tsne fig5_sensitivity '
+                        'fig6_curves; default: all); the others keep their outputs')
     r.add_argument('--out', default='outputs', help='tables, figures, executed notebooks and the run cache go to OUT/PRESET/')
     r.add_argument('--force', action='store_true', help='delete the run cache OUT/PRESET/runs first and train every run again')
     r.set_defaults(func=cmd_reproduce)

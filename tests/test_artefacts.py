@@ -38,6 +38,21 @@ def test_cli_reproduce_bad_dataset_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "'nope'" in err[0] and not (tmp_path / 'smoke').exists()
 
 
+def test_cli_reproduce_runs_only_the_named_notebooks_with_several_seeds(tmp_path, monkeypatch):
+    from scegg.cli import main
+    seen = []
+    def fake(src, dst, params, cwd=None):
+        seen.append((Path(src).stem, params['seeds'], params['command']))
+        import nbformat; nbformat.write(nbformat.v4.new_notebook(), str(dst))
+        return {'status': 'ok', 'seconds': 0}
+    monkeypatch.setattr(R, 'run_notebook', fake)
+    monkeypatch.setattr(R, '_html', lambda *a, **k: None)
+    assert main(['reproduce', '--preset', 'smoke', '--out', str(tmp_path), '--seeds', '3', '4',
+                 '--notebooks', 'table1', 'fig6_curves']) == 0
+    assert [s[0] for s in seen] == ['table1', 'fig6_curves']
+    assert all(s[1] == [3, 4] and '--seeds 3,4' in s[2] for s in seen)
+
+
 def test_failed_notebook_keeps_previous_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv('SCEGG_PROGRESS', '0')
     src = tmp_path / 'mini.ipynb'
