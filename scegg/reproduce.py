@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import SceggError, check, atomic_write, write_json, read_json, config_hash, file_lock
-from .pipeline import PRESETS, make_config, train, load_run, run_hash, SPEED_ONLY
+from .pipeline import PRESETS, make_config, train, load_run, run_hash, SPEED_ONLY, ADDED_LATER
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REPRO_PRESETS', 'METRICS', 'LABELS', 'PROTOCOLS',
@@ -120,7 +120,8 @@ def check_table_runs(results_list: list, axes=()) -> dict:
     "The flat base configuration of `results_list`; SceggError if a run differs from it outside `axes`."
     check(len(results_list) > 0, 'a table needs at least one run; got none')
     allowed = _axis_keys(axes) | {f'{part}.{k}' for part, keys in SPEED_ONLY.items() for k in keys}
-    flats = [flat_config(r['config']) for r in results_list]
+    older = {f'{part}.{k}': v for part, d in ADDED_LATER.items() for k, v in d.items()}   # what runs made before them had
+    flats = [{**older, **flat_config(r['config'])} for r in results_list]
     base = flats[0]
     for r, f in zip(results_list, flats):
         bad = sorted(k for k in set(base) | set(f) if k not in allowed and base.get(k) != f.get(k))
