@@ -121,7 +121,7 @@ def check_table_runs(results_list: list, axes=()) -> dict:
     check(len(results_list) > 0, 'a table needs at least one run; got none')
     allowed = _axis_keys(axes) | {f'{part}.{k}' for part, keys in SPEED_ONLY.items() for k in keys}
     older = {f'{part}.{k}': v for part, d in ADDED_LATER.items() for k, v in d.items()}   # what runs made before them had
-    flats = [{**older, **flat_config(r['config'])} for r in results_list]
+    flats = [{**older, **flat_config(r['config'])} for r in results_list]   # compared with older settings filled in
     base = flats[0]
     for r, f in zip(results_list, flats):
         bad = sorted(k for k in set(base) | set(f) if k not in allowed and base.get(k) != f.get(k))
@@ -129,7 +129,7 @@ def check_table_runs(results_list: list, axes=()) -> dict:
             k = bad[0]
             raise SceggError(f"run {r.get('config_hash', '?')} differs from the table's base configuration in {', '.join(bad)} "
                              f'({k}: {f.get(k)!r} vs {base.get(k)!r}); a table may vary only {", ".join(sorted(axes)) or "nothing"}')
-    return base
+    return flat_config(results_list[0]['config'])   # as recorded (no filled-in setting)
 
 # %% ../nbs/10_reproduce.ipynb #c015
 def run_dir(runs, cfg) -> Path:
