@@ -965,11 +965,18 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     results = [Path(f) for f in finished_runs(out_dir / 'runs')]
     trained = [f for f in results if f.stat().st_mtime >= t0]
     timing = {'wall_s', 'seconds', 'runs_trained'}   # kept out of the committed file: same run cache, same bytes
-    summary = {'preset': preset, 'out': str(out_dir), 'command': cmd,
-               'notebooks': {k: {a: b for a, b in r.items() if a not in timing} for k, r in report.items()},
-               'failed': failed, 'ok': not failed, 'runs_total': len(results)}
+    done = {k: {a: b for a, b in r.items() if a not in timing} for k, r in report.items()}
+    old = read_json(out_dir / 'reproduce.json') if (out_dir / 'reproduce.json').exists() else {}
+    if old.get('preset') == preset and isinstance(old.get('notebooks'), dict):   # a partial rebuild keeps the others' status
+        done = {**{k: v for k, v in old['notebooks'].items() if k not in done}, **done}
+    rank = {n: i for i, n in enumerate(NOTEBOOKS)}
+    done = dict(sorted(done.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+    bad = [k for k, r in done.items() if r.get('status') != 'ok']
+    summary = {'preset': preset, 'out': str(out_dir), 'command': cmd, 'notebooks': done,
+               'failed': bad, 'ok': not bad, 'runs_total': len(results)}
     write_json(out_dir / 'reproduce.json', summary)
-    summary.update(notebooks=report, out=str(out_dir), runs_trained=len(trained), wall_s=time.time() - t0)
+    summary.update(notebooks=report, failed=failed, ok=not failed, out=str(out_dir), runs_trained=len(trained),
+                   wall_s=time.time() - t0)   # returned: this call's notebooks only
     write_manifest(out_dir); write_report(out_dir)
     if verbose:
         head = out_dir / 'table1_headline.md'

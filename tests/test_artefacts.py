@@ -53,6 +53,21 @@ def test_cli_reproduce_runs_only_the_named_notebooks_with_several_seeds(tmp_path
     assert all(s[1] == [3, 4] and '--seeds 3,4' in s[2] for s in seen)
 
 
+def test_partial_rebuild_keeps_the_other_notebooks_in_reproduce_json(tmp_path, monkeypatch):
+    import json
+    def fake(src, dst, params, cwd=None):
+        import nbformat; nbformat.write(nbformat.v4.new_notebook(), str(dst))
+        return {'status': 'error' if Path(src).stem == 'fig6_curves' else 'ok', 'seconds': 0}
+    monkeypatch.setattr(R, 'run_notebook', fake)
+    monkeypatch.setattr(R, '_html', lambda *a, **k: None)
+    R.reproduce('smoke', out=tmp_path, notebooks=['table1', 'fig6_curves'], verbose=False)
+    r = R.reproduce('smoke', out=tmp_path, notebooks=['fig4_tsne'], verbose=False)
+    assert list(r['notebooks']) == ['fig4_tsne'] and r['ok']                    # the call reports itself
+    rep = json.loads((tmp_path / 'smoke' / 'reproduce.json').read_text())
+    assert list(rep['notebooks']) == ['table1', 'fig4_tsne', 'fig6_curves']     # the file keeps all, in NOTEBOOKS order
+    assert rep['failed'] == ['fig6_curves'] and rep['ok'] is False
+
+
 def test_failed_notebook_keeps_previous_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv('SCEGG_PROGRESS', '0')
     src = tmp_path / 'mini.ipynb'
