@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_eggn.ipynb #c003
 from __future__ import annotations
-import contextlib, ctypes, dataclasses, math, platform, time
+import dataclasses, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -438,9 +438,9 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     _check_out_folder(out)   # before the lock file is created in it
     with file_lock(out, 'run folder'):
         if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
-        return _train(cfg, out, dev, resume, scen_cache, protocols)
+        with heap_reuse(cfg.eggn.keep_heap):   # every stage of the run keeps freed memory for reuse (core)
+            return _train(cfg, out, dev, resume, scen_cache, protocols)
 
-@heap_reuse()   # every stage of a run keeps freed memory for reuse (core)
 def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) -> dict:
     log = lambda **e: log_event(out, **e)
     log(stage='run', resume=resume, config_hash=run_hash(cfg))

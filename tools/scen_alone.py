@@ -9,6 +9,7 @@ PRESET` looks for it, so the full runs resume from it. Writes OUT/scen_alone_see
 import json, sys, time
 from pathlib import Path
 import torch
+from scegg.core import write_json
 from scegg.pipeline import make_config, load_run_data, ensure_store, scen_dir, run_hash
 from scegg.scen import fit_scen, scen_zsl_eval
 
@@ -28,5 +29,5 @@ res = {'what': f'SCEN alone (its local attribute classifier, no generator) on th
        'command': f'python tools/scen_alone.py {seed} {preset} {out}', 'seed': seed, 'metrics': metrics,
        'fit_s': t_fit, 'eval_s': t_eval, 'stage_s': {k: trained.history.get(k) for k in ('stage1_s', 'stage2_s')},
        'scen_config': cfg.scen.__dict__, 'caveat': data.caveat}
-(out / f'scen_alone_seed{seed}.json').write_text(json.dumps(res, indent=1, default=float) + '\n')
+write_json(out / f'scen_alone_seed{seed}.json', res)
 print(json.dumps(res, indent=1, default=float))

@@ -9,19 +9,14 @@ Overrides go on top of the `cub-cpu` preset (set `preset=NAME` for another). SCE
 reproduction cache `outputs/<preset>/runs/scen_cache` when it exists, else go into OUT/VIEW. Resumable: OUT/VIEW/eggn holds the checkpoint. Writes
 OUT/VIEW/view.json (curves, SCEN alone on the view, wall times) and prints the best CZSL / H of every GAN epoch.
 """
-import ast, sys, time
+import sys, time
 from pathlib import Path
 import torch
 from scegg.pipeline import make_config, load_run_data, ensure_store, fit_view, scen_dir
 
 out, args = Path(sys.argv[1]), sys.argv[2:]
 view_name = args.pop(0) if args and '=' not in args[0] else 'validation'
-o = {}
-for kv in args:
-    k, v = kv.split('=', 1)
-    try: v = ast.literal_eval(v)
-    except (ValueError, SyntaxError): pass
-    o[k] = v
+o = dict(kv.split('=', 1) for kv in args)   # strings: make_config converts each to its setting's type
 preset = o.pop('preset', 'cub-cpu')
 cfg = make_config(preset, o)
 if cfg.threads: torch.set_num_threads(cfg.threads)
