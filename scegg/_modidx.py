@@ -342,6 +342,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'scegg.reproduce.knn1_loo': ('reproduce.html#knn1_loo', 'scegg/reproduce.py'),
                                  'scegg.reproduce.mean_std': ('reproduce.html#mean_std', 'scegg/reproduce.py'),
                                  'scegg.reproduce.metrics_of': ('reproduce.html#metrics_of', 'scegg/reproduce.py'),
+                                 'scegg.reproduce.missing_text': ('reproduce.html#missing_text', 'scegg/reproduce.py'),
                                  'scegg.reproduce.ncm_accuracy': ('reproduce.html#ncm_accuracy', 'scegg/reproduce.py'),
                                  'scegg.reproduce.normalise_notebook': ('reproduce.html#normalise_notebook', 'scegg/reproduce.py'),
                                  'scegg.reproduce.paired_differences': ('reproduce.html#paired_differences', 'scegg/reproduce.py'),

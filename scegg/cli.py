@@ -124,7 +124,7 @@ def cmd_reproduce(a):
     ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
     opts = _data_options(a, ds) if ds else {}
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
-                  force=a.force, notebooks=a.notebooks, data_options=opts or None)
+                  force=a.force, notebooks=a.notebooks, data_options=opts or None, cached_only=a.cached_only)
     failed = r.get('failed') if isinstance(r, dict) else None
     if failed: raise SceggError(f'{len(failed)} notebook(s) failed: {", ".join(map(str, failed))}')
 
@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'fig6_curves; default: all); the others keep their outputs')
     r.add_argument('--out', default='outputs', help='tables, figures, executed notebooks and the run cache go to OUT/PRESET/')
     r.add_argument('--force', action='store_true', help='delete the run cache OUT/PRESET/runs first and train every run again')
+    r.add_argument('--cached-only', action='store_true',
+                   help='train nothing: render from the finished runs in OUT/PRESET/runs; Table 2 and Fig. 5 leave out and name '
+                        'the runs not yet finished, the other notebooks fail if theirs are missing')
     r.set_defaults(func=cmd_reproduce)
     return p
 

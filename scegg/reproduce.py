@@ -20,11 +20,11 @@ __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REP
            'repro_preset', 'seeds_for', 'flat_config', 'check_table_runs', 'run_dir', 'cached_run', 'finished_runs',
            'metrics_of', 'mean_std', 'fmt', 'table1', 'paired_differences', 'ablation_table', 'banner', 'caption',
            'to_markdown', 'save_table', 'save_figure', 'write_manifest', 'Experiment', 'table1_experiment',
-           'ablation_experiment', 'sweep_frame', 'sweep_experiment', 'plot_sweep', 'plot_attention', 'untrained_scen',
-           'attribute_parts', 'read_cub_parts', 'cub_pointing_game', 'knn1_loo', 'ncm_accuracy', 'space_metrics',
-           'embedding_sets', 'choose_classes', 'tsne_panel', 'tsne_experiment', 'plot_tsne', 'attention_experiment',
-           'curve_frame', 'plot_learning_curves', 'curves_experiment', 'experiments_dir', 'ensure_kernel',
-           'normalise_notebook', 'run_notebook', 'Interrupted', 'reproduce', 'write_report']
+           'missing_text', 'ablation_experiment', 'sweep_frame', 'sweep_experiment', 'plot_sweep', 'plot_attention',
+           'untrained_scen', 'attribute_parts', 'read_cub_parts', 'cub_pointing_game', 'knn1_loo', 'ncm_accuracy',
+           'space_metrics', 'embedding_sets', 'choose_classes', 'tsne_panel', 'tsne_experiment', 'plot_tsne',
+           'attention_experiment', 'curve_frame', 'plot_learning_curves', 'curves_experiment', 'experiments_dir',
+           'ensure_kernel', 'normalise_notebook', 'run_notebook', 'Interrupted', 'reproduce', 'write_report']
 
 # %% ../nbs/10_reproduce.ipynb #c005
 _ = None
@@ -247,13 +247,12 @@ def ablation_table(groups: dict,          # {ablation row: [results]}; must hold
     rows = []
     full = {p: mean_std(groups['full model'], 'final', p) for p in protocols}
     for name, res in groups.items():
-        cells = {'row': name, 'n': len(res)}   # runs (seeds) behind the row
+        cells = {'row': name, 'n': len(res)}   # runs (seeds) behind the row; 0: not run (cells '-')
         for p in protocols:
             ms = mean_std(res, 'final', p)
             cells[f'{p}: Acc'], cells[f'{p}: H'] = fmt(ms['czsl_acc'][0]), fmt(ms['H'][0])
-            same = name == 'full model'
-            cells[f'{p}: ΔAcc'] = '' if same else f"{ms['czsl_acc'][0] - full[p]['czsl_acc'][0]:+.1f}"
-            cells[f'{p}: ΔH'] = '' if same else f"{ms['H'][0] - full[p]['H'][0]:+.1f}"
+            drop = lambda m: '' if name == 'full model' else '-' if not res else f"{ms[m][0] - full[p][m][0]:+.1f}"
+            cells[f'{p}: ΔAcc'], cells[f'{p}: ΔH'] = drop('czsl_acc'), drop('H')
         ref = PAPER_ABLATION.get(_PAPER_ABLATION_ROW.get(name, ''), {})
         for ds in ('CUB', 'SUN'):
             cells[f'paper {ds}: ΔAcc / ΔH'] = f'{ref[ds][0]:+.1f} / {ref[ds][1]:+.1f}' if ds in ref else ''
@@ -383,6 +382,7 @@ class Experiment:
     notebook: str = ''
     stage_dir: str | None = None        # where files are written (reproduce: a staging folder, moved into out_dir on success)
     data_options: dict | None = None    # loader options of every run (e.g. your own image set: cub_root, name, ...)
+    cached_only: bool = False           # train nothing: rows and points whose run is not finished in the cache are left out
 
     def __post_init__(self):
         self.spec = repro_preset(self.preset)
@@ -402,10 +402,15 @@ class Experiment:
         s = seeds_for(self.train_preset(dataset), self.seeds, self.spec['n_seeds'])
         return s[:n] if n else s
 
-    def run(self, dataset: str, overrides: dict | None = None) -> dict:
-        "Results of the run of `dataset` with `overrides` on top of the preset (cached)."
+    def run(self, dataset: str, overrides: dict | None = None,
+            optional: bool = False) -> dict | None:   # with `cached_only`: None instead of an error when not finished
+        "Results of the run of `dataset` with `overrides` on top of the preset (cached; with `cached_only`, never trained)."
         o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}),
              **({'data_options': dict(self.data_options)} if self.data_options else {}), **(overrides or {})}
+        if self.cached_only and not (run_dir(self.runs, make_config(self.train_preset(dataset), o)) / 'results.json').exists():
+            check(optional, f'{dataset} run {overrides or {}} is not finished in the run cache {self.runs}, and this '
+                            'notebook cannot leave it out; render without --cached-only to train it')
+            return None
         return cached_run(self.train_preset(dataset), o, self.runs, self.device)
 
     def meta(self, results_list: list, axes, protocol, note: str = '', caption: str = '') -> dict:
@@ -441,18 +446,27 @@ def table1_experiment(ex: Experiment) -> dict:
             'seeds': sorted({r['seed'] for r in allres}),
             'groups': groups, 'results': allres, 'headline': table1(groups, competitors=False, protocols=('validation',))}
 
+def missing_text(missing: dict) -> str:
+    "One sentence naming the rows or points, with their seeds, whose runs are not finished: {name: [seeds]} ('' if none)."
+    parts = [f"{k} (seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))})" for k, v in missing.items() if v]
+    return f"Not run yet, so left out (rendered with --cached-only): {'; '.join(parts)}." if parts else ''
+
 def ablation_experiment(ex: Experiment) -> dict:
     "Table 2 per data set (first seed; all seeds for the full model and the preset's `ablation_all_seeds` rows), with banner."
     out = {}
     for ds in ex.datasets:
         every = ('full model', *ex.spec.get('ablation_all_seeds', ()))
         seeds = {name: ex.seed_list(ds, None if name in every and len(every) > 1 else 1) for name in ABLATIONS}
-        g = {name: [ex.run(ds, {**o, 'seed': s}) for s in seeds[name]] for name, o in ABLATIONS.items()}
+        runs = {name: {s: ex.run(ds, {**o, 'seed': s}, optional=name != 'full model') for s in seeds[name]}
+                for name, o in ABLATIONS.items()}   # None: not in the cache (cached_only)
+        g = {name: [r for r in per.values() if r is not None] for name, per in runs.items()}
+        missing = {name: [s for s, r in per.items() if r is None] for name, per in runs.items()}
         res = [r for rs in g.values() for r in rs]
         axes = sorted({k for o in ABLATIONS.values() for k in o})
         check_table_runs(res, axes)
         out[ds] = {'table': ablation_table(g), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
-                   'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res})}
+                   'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res}),
+                   'missing': missing_text(missing)}
     return out
 
 def sweep_frame(groups: dict, protocol: str = 'validation') -> pd.DataFrame:
@@ -469,11 +483,14 @@ def sweep_experiment(ex: Experiment) -> dict:
     out = {}
     for ds in ex.datasets:
         s = ex.seed_list(ds, 1)[0]
-        g = {k: {v: [ex.run(ds, {k: v, 'seed': s})] for v in vals} for k, vals in ex.spec['sweeps'].items()}
+        runs = {k: {v: ex.run(ds, {k: v, 'seed': s}, optional=True) for v in vals} for k, vals in ex.spec['sweeps'].items()}
+        g = {k: {v: [r] for v, r in per.items() if r is not None} for k, per in runs.items()}   # None: not in the cache
         res = [r[0] for per in g.values() for r in per.values()]
+        check(res, f'no run of the {ds} sweep is finished in the run cache {ex.runs}; render without --cached-only to train them')
         base = flat_config(dataclasses.asdict(make_config(ex.train_preset(ds), ex.spec.get('overrides'))))
         out[ds] = {p: sweep_frame(g, p) for p in PROTOCOLS}
-        out[ds].update(results=res, axes=sorted(g), seed=s, defaults={k: base.get(k) for k in g})
+        out[ds].update(results=res, axes=sorted(g), seed=s, defaults={k: base.get(k) for k in g},
+                       missing=missing_text({f'{k} = {v}': [s] for k, per in runs.items() for v, r in per.items() if r is None}))
     return out
 
 SWEEP_LABELS = {'validation': 'validation protocol (epochs chosen on validation)', 'paper': 'paper protocol (best on test)'}
@@ -919,6 +936,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               force: bool = False,          # delete the run cache first and train everything again
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
               data_options: dict | None = None,  # loader options of every run (your own image set: cub_root, name, ...)
+              cached_only: bool = False,    # train nothing: Table 2 and Fig. 5 leave out (and name) runs not yet in the cache
               verbose: bool = True) -> dict:
     "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
@@ -930,10 +948,12 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     cmd = ' '.join(['scegg reproduce', f'--preset {preset}', f'--device {device}', f'--out {out}'] +
                    ([f'--datasets {",".join(datasets)}'] if datasets else []) + ([f'--root {root}'] if root else []) +
                    ([f'--seeds {",".join(map(str, seeds))}'] if seeds else []) + (['--force'] if force else []) +
+                   (['--cached-only'] if cached_only else []) +
                    [f'--{k.replace("_file", "").replace("_", "-")} {v}' for k, v in (data_options or {}).items()])
     params = {'preset': preset, 'out_dir': str(out_dir.resolve()), 'device': str(device), 'command': cmd, 'stage_dir': None,
               'seeds': list(seeds) if seeds else None, 'datasets': list(datasets) if datasets else None,
-              'root': str(root) if root else None, 'data_options': dict(data_options) if data_options else None}
+              'root': str(root) if root else None, 'data_options': dict(data_options) if data_options else None,
+              'cached_only': bool(cached_only)}
     report, stage_root = {}, out_dir / '.stage'
     try:
         for p in paths:

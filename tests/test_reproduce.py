@@ -121,3 +121,29 @@ def test_check_table_runs_refuses_mismatch():
 def test_paper_sc_egg_row_consistent():
     for ds, (acc, u, s, h) in PAPER_TABLE1['SC-EGG'].items():
         assert abs(2 * u * s / (u + s) - h) < 0.1, ds
+
+
+def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, monkeypatch):
+    "`cached_only` trains nothing: Table 2 and Fig. 5 render from the finished runs and name the rest; Table 1 refuses."
+    from scegg.reproduce import Experiment, ablation_experiment, sweep_experiment, table1_experiment, make_config
+    monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
+    monkeypatch.setenv('SCEGG_PROGRESS', '0')
+    out = str(tmp_path / 'smoke')
+    full = Experiment('smoke', out)
+    full.run('synthetic', {'seed': full.seed_list('synthetic', 1)[0]})                  # only the full model is trained
+    before = finished_runs(full.runs)
+    ex = Experiment('smoke', out, cached_only=True)
+    ab = ablation_experiment(ex)['synthetic']
+    t = ab['table']
+    assert t.loc['full model', 'n'] == 1 and (t.drop('full model')['n'] == 0).all()
+    assert (t.drop('full model')['validation: ΔH'] == '-').all() and t.loc['full model', 'validation: H'] != '-'
+    assert 'w/o L_LCE' in ab['missing'] and 'MLP instead of mean compression' in ab['missing']
+    sw = sweep_experiment(ex)['synthetic']
+    defaults = {k: v for k, v in sw['defaults'].items()}
+    v = sw['validation']
+    for k, vals in ex.spec['sweeps'].items():   # exactly the points equal to the preset's own value are drawn
+        assert set(v[v.knob == k].value) == {x for x in vals if x == defaults[k]}
+        assert all(f'{k} = {x}' in sw['missing'] for x in vals if x != defaults[k])
+    assert finished_runs(ex.runs) == before       # nothing was trained
+    with pytest.raises(SceggError, match='not finished in the run cache'):
+        table1_experiment(ex)
