@@ -104,7 +104,7 @@ import sys, time
 from scegg.core import file_lock
 with file_lock(sys.argv[1], sys.argv[2]):
     print('locked', flush=True)
-    time.sleep(60)
+    time.sleep(3600)   # killed by the fixture; long, so that a slow (loaded) machine cannot outlive it
 """
 
 
