@@ -462,7 +462,8 @@ def ablation_experiment(ex: Experiment) -> dict:
         g = {name: [r for r in per.values() if r is not None] for name, per in runs.items()}
         missing = {name: [s for s, r in per.items() if r is None] for name, per in runs.items()}
         res = [r for rs in g.values() for r in rs]
-        axes = sorted({k for o in ABLATIONS.values() for k in o})
+        several = len({s for ss in seeds.values() for s in ss}) > 1   # rows over all seeds (`ablation_all_seeds`)
+        axes = sorted({k for o in ABLATIONS.values() for k in o} | ({'seed'} if several else set()))
         check_table_runs(res, axes)
         out[ds] = {'table': ablation_table(g), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
                    'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res}),

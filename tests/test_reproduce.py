@@ -128,16 +128,20 @@ def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, mon
     from scegg.reproduce import Experiment, ablation_experiment, sweep_experiment, table1_experiment, make_config
     monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
     monkeypatch.setenv('SCEGG_PROGRESS', '0')
+    from scegg import reproduce as rep   # as cub-cpu: the full model and w/o L_LCE over two seeds, the other rows over one
+    monkeypatch.setitem(rep.REPRO_PRESETS, 'smoke', {**rep.REPRO_PRESETS['smoke'], 'n_seeds': 2, 'ablation_all_seeds': ('w/o L_LCE',)})
     out = str(tmp_path / 'smoke')
     full = Experiment('smoke', out)
-    full.run('synthetic', {'seed': full.seed_list('synthetic', 1)[0]})                  # only the full model is trained
+    s0, s1 = full.seed_list('synthetic')
+    for s in (s0, s1): full.run('synthetic', {'seed': s})                             # only the full model is trained
     before = finished_runs(full.runs)
     ex = Experiment('smoke', out, cached_only=True)
     ab = ablation_experiment(ex)['synthetic']
     t = ab['table']
-    assert t.loc['full model', 'n'] == 1 and (t.drop('full model')['n'] == 0).all()
+    assert t.loc['full model', 'n'] == 2 and (t.drop('full model')['n'] == 0).all()
     assert (t.drop('full model')['validation: ΔH'] == '-').all() and t.loc['full model', 'validation: H'] != '-'
-    assert 'w/o L_LCE' in ab['missing'] and 'MLP instead of mean compression' in ab['missing']
+    assert f'w/o L_LCE (seeds {s0}, {s1})' in ab['missing'] and f'MLP instead of mean compression at run time (seed {s0})' in ab['missing']
+    assert 'seed' in ab['axes'] and ab['seeds'] == [s0, s1]
     sw = sweep_experiment(ex)['synthetic']
     defaults = {k: v for k, v in sw['defaults'].items()}
     v = sw['validation']
