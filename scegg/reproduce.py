@@ -242,14 +242,15 @@ def paired_differences(a: list, b: list, protocol: str = 'validation',
 # %% ../nbs/10_reproduce.ipynb #c023
 def ablation_table(groups: dict,          # {ablation row: [results]}; must hold 'full model'
                    protocols=PROTOCOLS) -> pd.DataFrame:
-    "Acc and H per ablation row and protocol, our drop from the full model, and the paper's drops (CUB, SUN)."
+    "Acc and H per ablation row and protocol, our drop from the full model on the row's own seeds, and the paper's drops (CUB, SUN)."
     check('full model' in groups, "the ablation needs the 'full model' row to measure drops from")
     rows = []
-    full = {p: mean_std(groups['full model'], 'final', p) for p in protocols}
     for name, res in groups.items():
         cells = {'row': name, 'n': len(res)}   # runs (seeds) behind the row; 0: not run (cells '-')
+        seeds = {r.get('seed') for r in res}   # a one-seed row is compared with the full model of that seed, not the mean
+        paired = [r for r in groups['full model'] if r.get('seed') in seeds] or groups['full model']
         for p in protocols:
-            ms = mean_std(res, 'final', p)
+            ms, full = mean_std(res, 'final', p), {p: mean_std(paired, 'final', p)}
             cells[f'{p}: Acc'], cells[f'{p}: H'] = fmt(ms['czsl_acc'][0]), fmt(ms['H'][0])
             drop = lambda m: '' if name == 'full model' else '-' if not res else f"{ms[m][0] - full[p][m][0]:+.1f}"
             cells[f'{p}: ΔAcc'], cells[f'{p}: ΔH'] = drop('czsl_acc'), drop('H')
@@ -307,8 +308,9 @@ def caption(name: str,          # 'table1', 'table2_ablation', 'fig3_attention',
         'table1': f'Table 1 on {dataset}: CZSL Acc and GZSL U, S, H (%) of SC-EGG, our TF-VAEGAN baseline, SCEN alone and '
                   f'ESZSL, {s}, under the validation protocol (epochs chosen on validation; headline) and the paper protocol '
                   f'(best on test); {p}.',
-        'table2_ablation': f'Table 2 on {dataset}: ablation, {s}, n runs (seeds) per row as in column n, means over them: CZSL Acc and GZSL H (%) and the drop from '
-                           f'the full model under both protocols, beside the drops the paper states; {p}.',
+        'table2_ablation': f'Table 2 on {dataset}: ablation; CZSL Acc and GZSL H (%), the mean over the n runs of each row '
+                           f'({s if len(seeds or []) < 2 else "seeds " + ", ".join(map(str, seeds)) + f"; a row with n = 1 is seed {seeds[0]} only"}), and the '
+                           f'drop from the full model on the same seeds, under both protocols, beside the drops the paper states; {p}.',
         'fig3_attention': f'Fig. 3 on {dataset}: attribute attention of the trained SC-EGG on test-unseen images: the image, '
                           f'the global map and the attributes with the highest attention scores (score = attention score); {s}; {p}.',
         'fig4_tsne': f'Fig. 4 on {dataset}: t-SNE of real seen, real unseen and synthetic unseen features (colour = class), '

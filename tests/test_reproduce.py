@@ -151,3 +151,13 @@ def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, mon
     assert finished_runs(ex.runs) == before       # nothing was trained
     with pytest.raises(SceggError, match='not finished in the run cache'):
         table1_experiment(ex)
+
+
+def test_a_one_seed_ablation_row_is_compared_with_the_full_model_of_its_seed():
+    from scegg.reproduce import ablation_table
+    res = lambda seed, acc, h: {'seed': seed, 'protocols': {p: {'czsl_acc': acc, 'U': h, 'S': h, 'H': h} for p in ('validation', 'paper')}}
+    t = ablation_table({'full model': [res(1, .60, .50), res(2, .70, .40)], 'w/o L_LCE': [res(2, .65, .38)],
+                        'w/o L_GCE': [res(1, .50, .45), res(2, .60, .35)]})
+    assert t.loc['full model', 'validation: H'] == '45.0'           # the mean over both seeds
+    assert t.loc['w/o L_LCE', 'validation: ΔAcc'] == '-5.0' and t.loc['w/o L_LCE', 'validation: ΔH'] == '-2.0'   # vs seed 2: 70 / 40
+    assert t.loc['w/o L_GCE', 'paper: ΔAcc'] == '-10.0' and t.loc['w/o L_GCE', 'paper: ΔH'] == '-5.0'           # vs both seeds
