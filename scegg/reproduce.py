@@ -250,9 +250,9 @@ def ablation_table(groups: dict,          # {ablation row: [results]}; must hold
         seeds = {r.get('seed') for r in res}   # a one-seed row is compared with the full model of that seed, not the mean
         paired = [r for r in groups['full model'] if r.get('seed') in seeds] or groups['full model']
         for p in protocols:
-            ms, full = mean_std(res, 'final', p), {p: mean_std(paired, 'final', p)}
+            ms, full = mean_std(res, 'final', p), mean_std(paired, 'final', p)
             cells[f'{p}: Acc'], cells[f'{p}: H'] = fmt(ms['czsl_acc'][0]), fmt(ms['H'][0])
-            drop = lambda m: '' if name == 'full model' else '-' if not res else f"{ms[m][0] - full[p][m][0]:+.1f}"
+            drop = lambda m: '' if name == 'full model' else '-' if not res else f"{ms[m][0] - full[m][0]:+.1f}"
             cells[f'{p}: ΔAcc'], cells[f'{p}: ΔH'] = drop('czsl_acc'), drop('H')
         ref = PAPER_ABLATION.get(_PAPER_ABLATION_ROW.get(name, ''), {})
         for ds in ('CUB', 'SUN'):
