@@ -514,9 +514,12 @@ def plot_sweep(frames: dict,         # {protocol: sweep_frame(...)}
         if defaults and defaults.get(k) is not None: ax.axvline(defaults[k], ls=':', color='k', label='preset default')
         if k != 'eggn.syn_num': ax.set_xscale('log')
         ax.set_xlabel(k); ax.set_ylabel('GZSL H (%)'); ax.grid(alpha=.3)
-    axs[0][0].legend(fontsize=7)
+    # one legend for all panels, below them: inside a panel it covered points (CUB-224's syn_num 50)
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc='lower center', ncol=min(len(labels), 3), fontsize=7, frameon=False)
     if title: fig.suptitle(_wrap(title), fontsize=9)
-    fig.tight_layout()
+    rows = -(-len(labels) // 3)
+    fig.tight_layout(rect=(0, 0.04 + 0.06 * rows, 1, 1))
     return fig
 
 # %% ../nbs/10_reproduce.ipynb #c037

@@ -175,7 +175,8 @@ def test_titles_and_captions_say_what_they_show():
 def _figure_text(fig) -> str:
     return ' '.join([fig._suptitle.get_text() if fig._suptitle else ''] +
                     [t.get_text() for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)] +
-                    [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()])
+                    [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()] +
+                    [t.get_text() for leg in fig.legends for t in leg.get_texts()])
 
 
 def test_fig4_legend_markers_are_neutral():
@@ -199,6 +200,20 @@ def test_fig5_legend_names_protocols_seed_and_default():
     fig = R.plot_sweep({'validation': df, 'paper': df}, title='t', defaults={'eggn.syn_num': 20}, seeds=[0])
     text = _figure_text(fig)
     assert 'best on test' in text and 'seed 0' in text and 'preset default' in text
+
+
+def test_fig5_legend_lies_below_the_panels_and_covers_no_point():
+    import matplotlib; matplotlib.use('Agg')
+    import pandas as pd
+    df = pd.DataFrame({'knob': ['eggn.syn_num'] * 2 + ['eggn.guide_seen'] * 2, 'value': [50, 200, .1, 10],
+                       'H': [40., 55.] * 2, 'H_std': [np.nan] * 4, 'Acc': [60.] * 4, 'n': [1] * 4})
+    fig = R.plot_sweep({'validation': df, 'paper': df}, title='a long title ' * 8,
+                       defaults={'eggn.syn_num': 100, 'eggn.guide_seen': 1}, seeds=[3483])
+    fig.canvas.draw()
+    assert [ax.get_legend() for ax in fig.axes] == [None, None] and len(fig.legends) == 1
+    leg = fig.legends[0].get_window_extent()
+    lowest = min(ax.get_tightbbox().y0 for ax in fig.axes)     # the panels with their tick labels and x labels
+    assert leg.y1 <= lowest, (leg, lowest)
 
 
 def test_fig3_has_title_and_labelled_scores(tmp_path):
