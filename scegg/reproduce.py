@@ -17,14 +17,15 @@ from .pipeline import PRESETS, make_config, train, load_run, run_hash, SPEED_ONL
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REPRO_PRESETS', 'METRICS', 'LABELS', 'PROTOCOLS',
            'PROTOCOL_LABELS', 'PAPER_NAME', 'SWEEP_LABELS', 'CUB_ATTRIBUTE_PARTS', 'NOTEBOOKS', 'paper_table1_frame',
-           'repro_preset', 'seeds_for', 'flat_config', 'check_table_runs', 'run_dir', 'cached_run', 'finished_runs',
-           'metrics_of', 'mean_std', 'fmt', 'table1', 'paired_differences', 'ablation_table', 'banner', 'caption',
-           'to_markdown', 'save_table', 'save_figure', 'write_manifest', 'Experiment', 'table1_experiment',
-           'missing_text', 'ablation_experiment', 'sweep_frame', 'sweep_experiment', 'plot_sweep', 'plot_attention',
-           'untrained_scen', 'attribute_parts', 'read_cub_parts', 'cub_pointing_game', 'knn1_loo', 'ncm_accuracy',
-           'space_metrics', 'embedding_sets', 'choose_classes', 'tsne_panel', 'tsne_experiment', 'plot_tsne',
-           'attention_experiment', 'curve_frame', 'plot_learning_curves', 'curves_experiment', 'experiments_dir',
-           'ensure_kernel', 'normalise_notebook', 'run_notebook', 'Interrupted', 'reproduce', 'write_report']
+           'repro_preset', 'seeds_for', 'flat_config', 'check_table_runs', 'run_dir', 'cached_run', 'finished_run',
+           'finished_runs', 'metrics_of', 'mean_std', 'fmt', 'table1', 'paired_differences', 'ablation_table', 'banner',
+           'caption', 'to_markdown', 'save_table', 'save_figure', 'write_manifest', 'Experiment', 'table1_experiment',
+           'missing_text', 'bold_paragraph', 'ablation_experiment', 'sweep_frame', 'sweep_experiment', 'plot_sweep',
+           'plot_attention', 'untrained_scen', 'attribute_parts', 'read_cub_parts', 'cub_pointing_game', 'knn1_loo',
+           'ncm_accuracy', 'space_metrics', 'embedding_sets', 'choose_classes', 'tsne_panel', 'tsne_experiment',
+           'plot_tsne', 'attention_experiment', 'curve_frame', 'plot_learning_curves', 'curves_experiment',
+           'experiments_dir', 'ensure_kernel', 'normalise_notebook', 'run_notebook', 'Interrupted', 'reproduce',
+           'write_report']
 
 # %% ../nbs/10_reproduce.ipynb #c005
 _ = None
@@ -142,6 +143,13 @@ def cached_run(train_preset: str, overrides: dict | None, runs, device='cpu') ->
     out = run_dir(runs, cfg)
     res = train(cfg, out, device=device, resume=True, scen_cache=Path(runs) / 'scen_cache')
     return {**res, 'run_dir': str(out)}
+
+def finished_run(train_preset: str, overrides: dict | None, runs) -> dict | None:
+    "Results of `train_preset` with `overrides` if finished in the cache `runs` (results.json of this very configuration), else None; trains nothing."
+    cfg = make_config(train_preset, overrides)
+    out = run_dir(runs, cfg)
+    res = read_json(out / 'results.json') if (out / 'results.json').exists() else {}
+    return {**res, 'run_dir': str(out)} if res.get('config_hash') == run_hash(cfg) else None
 
 def finished_runs(runs) -> list[Path]:
     "results.json of every finished run in the cache `runs`."
@@ -409,11 +417,11 @@ class Experiment:
         "Results of the run of `dataset` with `overrides` on top of the preset (cached; with `cached_only`, never trained)."
         o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}),
              **({'data_options': dict(self.data_options)} if self.data_options else {}), **(overrides or {})}
-        if self.cached_only and not (run_dir(self.runs, make_config(self.train_preset(dataset), o)) / 'results.json').exists():
-            check(optional, f'{dataset} run {overrides or {}} is not finished in the run cache {self.runs}, and this '
-                            'notebook cannot leave it out; render without --cached-only to train it')
-            return None
-        return cached_run(self.train_preset(dataset), o, self.runs, self.device)
+        if not self.cached_only: return cached_run(self.train_preset(dataset), o, self.runs, self.device)
+        r = finished_run(self.train_preset(dataset), o, self.runs)
+        check(r is not None or optional, f'{dataset} run {overrides or {}} is not finished in the run cache {self.runs}, and '
+                                          'this notebook cannot leave it out; render without --cached-only to train it')
+        return r
 
     def meta(self, results_list: list, axes, protocol, note: str = '', caption: str = '') -> dict:
         base = check_table_runs(results_list, axes)
@@ -453,6 +461,10 @@ def missing_text(missing: dict) -> str:
     parts = [f"{k} (seed{'s' if len(v) > 1 else ''} {', '.join(map(str, v))})" for k, v in missing.items() if v]
     return f"Not run yet, so left out (rendered with --cached-only): {'; '.join(parts)}." if parts else ''
 
+def bold_paragraph(text: str) -> str:
+    "`text` as a bold markdown paragraph to append to a header ('' for no text)."
+    return f'\n\n**{text}**' if text else ''
+
 def ablation_experiment(ex: Experiment) -> dict:
     "Table 2 per data set (first seed; all seeds for the full model and the preset's `ablation_all_seeds` rows), with banner."
     out = {}
@@ -462,14 +474,14 @@ def ablation_experiment(ex: Experiment) -> dict:
         runs = {name: {s: ex.run(ds, {**o, 'seed': s}, optional=name != 'full model') for s in seeds[name]}
                 for name, o in ABLATIONS.items()}   # None: not in the cache (cached_only)
         g = {name: [r for r in per.values() if r is not None] for name, per in runs.items()}
-        missing = {name: [s for s, r in per.items() if r is None] for name, per in runs.items()}
+        missing = missing_text({name: [s for s, r in per.items() if r is None] for name, per in runs.items()})
         res = [r for rs in g.values() for r in rs]
         several = len({s for ss in seeds.values() for s in ss}) > 1   # rows over all seeds (`ablation_all_seeds`)
         axes = sorted({k for o in ABLATIONS.values() for k in o} | ({'seed'} if several else set()))
         check_table_runs(res, axes)
         out[ds] = {'table': ablation_table(g), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
                    'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res}),
-                   'missing': missing_text(missing)}
+                   'missing': missing, 'missing_md': bold_paragraph(missing)}
     return out
 
 def sweep_frame(groups: dict, protocol: str = 'validation') -> pd.DataFrame:
@@ -492,8 +504,9 @@ def sweep_experiment(ex: Experiment) -> dict:
         check(res, f'no run of the {ds} sweep is finished in the run cache {ex.runs}; render without --cached-only to train them')
         base = flat_config(dataclasses.asdict(make_config(ex.train_preset(ds), ex.spec.get('overrides'))))
         out[ds] = {p: sweep_frame(g, p) for p in PROTOCOLS}
+        missing = missing_text({f'{k} = {v}': [s] for k, per in runs.items() for v, r in per.items() if r is None})
         out[ds].update(results=res, axes=sorted(g), seed=s, defaults={k: base.get(k) for k in g},
-                       missing=missing_text({f'{k} = {v}': [s] for k, per in runs.items() for v, r in per.items() if r is None}))
+                       missing=missing, missing_md=bold_paragraph(missing))
     return out
 
 SWEEP_LABELS = {'validation': 'validation protocol (epochs chosen on validation)', 'paper': 'paper protocol (best on test)'}

@@ -149,8 +149,20 @@ def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, mon
         assert set(v[v.knob == k].value) == {x for x in vals if x == defaults[k]}
         assert all(f'{k} = {x}' in sw['missing'] for x in vals if x != defaults[k])
     assert finished_runs(ex.runs) == before       # nothing was trained
+    assert ab['missing_md'] == f"\n\n**{ab['missing']}**"
     with pytest.raises(SceggError, match='not finished in the run cache'):
         table1_experiment(ex)
+    # finished_run: the results of this very configuration, else None (a results.json of another one does not count)
+    from scegg.reproduce import finished_run, run_dir
+    from scegg.core import write_json, read_json
+    tp, o = ex.train_preset('synthetic'), {**ex.spec.get('overrides', {}), 'seed': s0}
+    r = finished_run(tp, o, ex.runs)
+    assert r['seed'] == s0 and r['protocols'] == read_json(Path(r['run_dir']) / 'results.json')['protocols']
+    other = {**o, 'method': 'tf-vaegan'}
+    d = run_dir(ex.runs, make_config(tp, other)); d.mkdir(parents=True)
+    write_json(d / 'results.json', {**r, 'config_hash': 'not-this-one'})
+    assert finished_run(tp, other, ex.runs) is None
+    assert ex.run('synthetic', {'method': 'tf-vaegan', 'seed': s0}, optional=True) is None
 
 
 def test_a_one_seed_ablation_row_is_compared_with_the_full_model_of_its_seed():
