@@ -266,6 +266,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'scegg.pipeline.differs_from_paper': ('pipeline.html#differs_from_paper', 'scegg/pipeline.py'),
                                 'scegg.pipeline.ensure_store': ('pipeline.html#ensure_store', 'scegg/pipeline.py'),
                                 'scegg.pipeline.final_classifiers': ('pipeline.html#final_classifiers', 'scegg/pipeline.py'),
+                                'scegg.pipeline.finished_results': ('pipeline.html#finished_results', 'scegg/pipeline.py'),
                                 'scegg.pipeline.fit_view': ('pipeline.html#fit_view', 'scegg/pipeline.py'),
                                 'scegg.pipeline.load_run': ('pipeline.html#load_run', 'scegg/pipeline.py'),
                                 'scegg.pipeline.load_run_data': ('pipeline.html#load_run_data', 'scegg/pipeline.py'),

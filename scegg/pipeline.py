@@ -25,7 +25,7 @@ from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, sy
 __all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES',
            'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store',
            'view_features', 'log_event', 'read_events', 'final_classifiers', 'fit_view', 'protocol_results',
-           'run_eszsl', 'scen_dir', 'train', 'load_run']
+           'run_eszsl', 'scen_dir', 'finished_results', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -384,6 +384,12 @@ def _remove_run_files(out: Path):
         p = out / n
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
+def finished_results(out, cfg: RunConfig) -> dict | None:
+    "The results in run folder `out` if they are of this very configuration (results carry its hash), else None."
+    rj = Path(out) / 'results.json'
+    res = read_json(rj) if rj.exists() else {}
+    return res if res.get('config_hash') == run_hash(cfg) else None
+
 def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     "Create `out` (call under its lock); True when a results.json of this very configuration exists."
     h = run_hash(cfg)
@@ -391,8 +397,7 @@ def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     cj, rj = out / 'config.json', out / 'results.json'
     _check_out_folder(out)
     if force and out.exists(): _remove_run_files(out)
-    rhash = read_json(rj).get('config_hash') if rj.exists() else None
-    if rhash == h: return True     # results carry their own configuration hash: reused only for the very same one
+    if finished_results(out, cfg) is not None: return True   # reused only for the very same configuration
     # a folder whose run never got past config.json (e.g. a wrong --root) holds nothing to protect
     worked = any((out / n).exists() for n in ('results.json', 'validation', 'test'))
     if cj.exists() and worked:
@@ -402,6 +407,7 @@ def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
             raise SceggError(f'{out} holds a run of another configuration (differs in {", ".join(diff) or "its hash"}); '
                              'use another --out or --force to overwrite it')
     if rj.exists():
+        rhash = read_json(rj).get('config_hash')
         raise SceggError(f'{rj} holds the results of another configuration (hash {rhash}, not {h}), e.g. of a concurrent '
                          'run; use --force to start this run over in this folder, or another --out')
     try: out.mkdir(parents=True, exist_ok=True)

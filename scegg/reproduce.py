@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import SceggError, check, atomic_write, write_json, read_json, config_hash, file_lock
-from .pipeline import PRESETS, make_config, train, load_run, run_hash, SPEED_ONLY, ADDED_LATER
+from .pipeline import PRESETS, make_config, train, load_run, run_hash, finished_results, SPEED_ONLY, ADDED_LATER
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_DATASETS', 'PAPER_ABLATION', 'ABLATIONS', 'REPRO_PRESETS', 'METRICS', 'LABELS', 'PROTOCOLS',
@@ -148,8 +148,8 @@ def finished_run(train_preset: str, overrides: dict | None, runs) -> dict | None
     "Results of `train_preset` with `overrides` if finished in the cache `runs` (results.json of this very configuration), else None; trains nothing."
     cfg = make_config(train_preset, overrides)
     out = run_dir(runs, cfg)
-    res = read_json(out / 'results.json') if (out / 'results.json').exists() else {}
-    return {**res, 'run_dir': str(out)} if res.get('config_hash') == run_hash(cfg) else None
+    res = finished_results(out, cfg)   # the pipeline's own rule for a finished run
+    return None if res is None else {**res, 'run_dir': str(out)}
 
 def finished_runs(runs) -> list[Path]:
     "results.json of every finished run in the cache `runs`."
