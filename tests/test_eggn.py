@@ -260,16 +260,25 @@ def test_fast_and_plain_training_agree():
 
 @pytest.mark.skipif(eggn_mod._glibc() is None, reason='heap_reuse acts on glibc only')
 def test_heap_reuse_avoids_fresh_pages():
+    """Inside `heap_reuse`, blocks above glibc's mmap threshold come from memory the heap already holds.
+
+    The heap is grown once inside the test, past what the measured blocks can need. Without that, the result depends
+    on the process's history: torch allocates with posix_memalign(64), and glibc serves an aligned request of n bytes
+    only from a free chunk of at least n + 64 + 32 bytes. A freed block of exactly n bytes that a small allocation
+    (a tensor's own bookkeeping, kept in glibc's tcache) separates from the heap's top cannot serve the next request
+    of the same size, so the heap grows by fresh pages. Run alone, the test failed 2 to 4 times in 8 (10,240 or
+    20,480 faults, one or two fresh 40 MB blocks); it passed only after earlier tests had grown the heap."""
+    block = 40 * 2**20 // 4   # 40 MB of float32: above glibc's largest mmap threshold (32 MiB)
     def faults():
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(3):
-            t = torch.ones(40 * 2**20 // 4)   # 40 MB: above glibc's largest mmap threshold (32 MiB)
+            t = torch.ones(block)
             del t
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-    plain = faults()
+    plain = faults()           # outside: each block a fresh mmap, each page zero-filled on first touch
     with heap_reuse() as on:
         assert on
-        faults()               # the heap grows once
+        t = torch.ones(4 * block); del t   # touched and kept: every block below fits in it, wherever it lies
         reused = faults()
     with heap_reuse(False) as on: assert not on
     assert plain > 20_000 and reused < 2_000, (plain, reused)
