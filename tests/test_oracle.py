@@ -326,3 +326,159 @@ def test_stage3_exact_zero_critic_gradients(it3):
             g = r['grads']['critic'][t][_eggn_name('D', pname)]
             assert float(g[z].abs().sum()) <= 1e-7, (k, pname, t)
     assert int(sum(_zero_grad_entries(sc, p).sum() for p in sc['grads']['critic_D'])) == 60 + 10 + 1  # README
+
+
+# ---------------------------------------------------------------------------------------------- stage3_multi.pt
+# Eight consecutive released stage-3 iterations (pass 0 then pass 1 with a1 = 1): modules, Adam state and lambda carry
+# over, so deviations that live across iterations show (lambda from the last m, F's gradient piling up, state reset).
+MULTI_EXP_AVG = dict(atol=1e-5, rtol=2e-4)      # README: exp_avg's absolute tolerance is 1e-5 for this file
+MULTI_EXP_AVG_SQ = dict(atol=1e-8, rtol=2e-4)
+
+
+@pytest.fixture(scope='module')
+def s3m(): return _load('stage3_multi.pt')
+
+
+def run_sequence(fx, **paths):
+    """All of `fx['iters']` through `stage3_iteration` with one model, one set of optimisers and lambda carried over,
+    as `train_eggn` runs them; after each iteration: lambda, the records, the gradients before every Adam step, the
+    weights and the Adam state."""
+    cfg = dataclasses.replace(_cfg(fx), **paths)
+    m = eggn_from(fx['init_state'], fx['dims'], cfg.hidden)
+    guide = torch.nn.Sequential(torch.nn.Linear(fx['dims']['D'], fx['dims']['cls_hidden']), torch.nn.LeakyReLU(0.01),
+                                torch.nn.Linear(fx['dims']['cls_hidden'], fx['dims']['C']))
+    guide.load_state_dict(fx['cls_g_state']); guide.requires_grad_(False)
+    opts = _optimisers(m, cfg)
+    grads = {k: [] for k in opts}
+    for k, o in opts.items():
+        mod = getattr(m, k)
+        o.register_step_pre_hook(lambda opt, args, kw, mod=mod, k=k: grads[k].append(
+            {n: (p.grad.clone() if p.grad is not None else None) for n, p in mod.named_parameters()}))
+    lam, out = cfg.lambda_gp, []
+    for it in fx['iters']:
+        for k in grads: grads[k].clear()
+        d = it['draws']
+        cd = [CriticDraws(d['critic_idx'][t], d['critic_eps'][t], d['critic_alpha'][t]) for t in range(cfg.critic_iters)]
+        gd = GeneratorDraws(d['gen_idx'], d['gen_eps'], d['unseen_labels'], d['unseen_noise'])
+        a1 = cfg.a1 if it['loop'] == 1 else 0.0          # as train_eggn: feedback only in pass 1
+        lam_before = lam
+        lam, crit, gen = stage3_iteration(m, opts, fx['x'], fx['y'], fx['att'], lam, cfg, cd, gd, a1, guide)
+        weights = {mod: {n: p.detach().clone() for n, p in getattr(m, name).named_parameters()}
+                   for mod, name in EGGN_MODULES.items()}
+        adam = {mod: {n: {k: v.clone() for k, v in opts[name].state[p].items()}
+                      for n, p in getattr(m, name).named_parameters()} for mod, name in EGGN_MODULES.items()}
+        out.append(dict(lam_before=lam_before, lam=lam, crit=crit, gen=gen, weights=weights, adam=adam,
+                        grads={k: list(v) for k, v in grads.items()}))
+    return out
+
+
+@pytest.fixture(scope='module', params=['fast', 'plain'])
+def seq3(request, s3m):
+    return request.param, run_sequence(s3m, **PATHS[request.param])
+
+
+def test_stage3_multi_fixture_is_a_sequence(s3m):
+    "The fixture's own bookkeeping: 4 pass-0 then 4 pass-1 iterations, lambda chained, and m values that straddle."
+    its = s3m['iters']
+    assert [it['loop'] for it in its] == [0] * 4 + [1] * 4
+    assert [it['feedback_active'] for it in its] == [False] * 4 + [True] * 4
+    assert its[0]['lambda1_before'] == s3m['config']['lambda1']
+    for a, b in zip(its, its[1:]): assert b['lambda1_before'] == a['lambda1_after']
+    for it in its: assert torch.equal(it['draws']['unseen_labels'], s3m['unseen'][it['draws']['unseen_pick']])
+    # the reason this file exists: the mean of the five m values and the last one fall in different branches
+    from scegg.eggn import update_lambda
+    for t in s3m['straddle']['iterations']:
+        m = its[t]['critic']['gp_m']
+        lam = its[t]['lambda1_before']
+        assert update_lambda(lam, float(m.mean())) != update_lambda(lam, float(m[-1])), t
+
+
+def test_stage3_multi_lambda(seq3, s3m):
+    "Lambda before and after every iteration, exactly: the rule reads the mean of the five m values (train_SUN.py:344-348)."
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        assert r['lam_before'] == pytest.approx(it['lambda1_before'], rel=1e-12), (path, t)
+        assert r['lam'] == pytest.approx(it['lambda1_after'], rel=1e-12), (path, t)
+        m_mean = sum(float(c['gp_m']) for c in r['crit']) / len(r['crit'])
+        _close(m_mean, it['gp_mean'], **LOSS, what=f'{path} iteration {t} m mean')
+    ours = [r['lam'] for r in seq]
+    assert ours != pytest.approx(s3m['straddle']['lambda1_after_last_m_rule'], rel=1e-12)
+
+
+def test_stage3_multi_critic_losses(seq3, s3m):
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        assert len(r['crit']) == 5
+        for i, c in enumerate(r['crit']):
+            for key in ('dec_loss', 'd_real', 'd_fake', 'gp', 'gp_m', 'wasserstein', 'd_cost'):
+                _close(c[key], it['critic'][key][i], **LOSS, what=f'{path} iteration {t} critic {i} {key}')
+
+
+def test_stage3_multi_critic_gradients(seq3, s3m):
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        assert len(r['grads']['critic']) == 5 and len(r['grads']['decoder']) == 6, (path, t)
+        for mod, ours_steps in (('D', r['grads']['critic']), ('Dec', r['grads']['decoder'][:5])):
+            for pname, ref in it['grads'][f'critic_{mod}'].items():
+                for i in range(5):
+                    _close(ours_steps[i][_eggn_name(mod, pname)], ref[i], **GRAD,
+                           what=f'{path} iteration {t} critic {i} grad {mod}.{pname}')
+
+
+def test_stage3_multi_generator_losses(seq3, s3m):
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        for key in GEN_TERMS: _close(r['gen'][key], it['gen'][key], **LOSS, what=f'{path} iteration {t} gen {key}')
+        _close(-r['gen']['critic_fake_mean'], it['gen']['G_cost'], **LOSS, what=f'{path} iteration {t} G_cost')
+
+
+def test_stage3_multi_generator_gradients(seq3, s3m):
+    "E, G, Dec and (pass 1) F gradients of every generator step: F's are cleared between steps, not summed."
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        steps = {'E': r['grads']['encoder'], 'G': r['grads']['generator'], 'Dec': r['grads']['decoder'][5:],
+                 'F': r['grads']['feedback']}
+        assert set(it['grads']['gen']) == ({'E', 'G', 'Dec', 'F'} if it['loop'] == 1 else {'E', 'G', 'Dec'})
+        assert len(steps['F']) == it['loop'], (path, t)          # F steps once per pass-1 iteration, never in pass 0
+        for mod, gr in it['grads']['gen'].items():
+            assert len(steps[mod]) == 1, (path, t, mod)
+            for pname, ref in gr.items():
+                _close(steps[mod][0][_eggn_name(mod, pname)], ref, **GRAD, what=f'{path} iteration {t} gen grad {mod}.{pname}')
+
+
+def test_stage3_multi_weights(seq3, s3m):
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        for mod, st in it['final_state'].items():
+            for pname, ref in st.items():
+                _close(r['weights'][mod][_eggn_name(mod, pname)], ref, 1e-5, what=f'{path} iteration {t} weight {mod}.{pname}')
+
+
+def test_stage3_multi_adam_state(seq3, s3m):
+    "Adam's moments and step counters after every iteration: one optimiser per module, never reset."
+    path, seq = seq3
+    for t, (r, it) in enumerate(zip(seq, s3m['iters'])):
+        n_pass1 = sum(1 for j in s3m['iters'][:t + 1] if j['loop'] == 1)
+        expected_steps = {'E': t + 1, 'G': t + 1, 'D': 5 * (t + 1), 'Dec': 6 * (t + 1), 'F': n_pass1}   # README
+        for mod, st in it['adam_state'].items():
+            ours = r['adam'][mod]
+            if not st:
+                assert expected_steps[mod] == 0 and all(len(v) == 0 for v in ours.values()), (path, t, mod)
+                continue
+            for pname, ref in st.items():
+                o = ours[_eggn_name(mod, pname)]
+                assert int(o['step']) == int(ref['step']) == expected_steps[mod], (path, t, mod, pname)
+                _close(o['exp_avg'], ref['exp_avg'], **MULTI_EXP_AVG, what=f'{path} iteration {t} adam {mod}.{pname} exp_avg')
+                _close(o['exp_avg_sq'], ref['exp_avg_sq'], **MULTI_EXP_AVG_SQ,
+                       what=f'{path} iteration {t} adam {mod}.{pname} exp_avg_sq')
+
+
+def test_stage3_multi_feedback_gradient_is_not_accumulated(seq3, s3m):
+    "The stored variant with F's gradient never cleared is farther from ours than the tolerance: the test above can tell."
+    path, seq = seq3
+    nz = s3m['F_not_zeroed']
+    for j, t in enumerate(nz['iterations']):
+        if t == nz['iterations'][0]: continue                  # the first pass-1 step has nothing to pile up
+        ours = seq[t]['grads']['feedback'][0]
+        worst = max(float((ours[_eggn_name('F', p)] - g).abs().max()) for p, g in nz['grad_F'][j].items())
+        assert worst > 0.1, (path, t, worst)

@@ -213,3 +213,30 @@ def test_cub_mini_run_predicts_unseen_birds(shared, tmp_path, capsys):
     assert main(['predict', str(tmp_path / 'run'), imgs[0], '--out', str(tmp_path / 'fig')]) == 0
     assert (tmp_path / 'fig' / f'{Path(imgs[0]).stem}.attention.png').read_bytes()[:4] == b'\x89PNG'
     assert capsys.readouterr().out.splitlines()[1].startswith('  1. ')
+
+
+@pytest.mark.parametrize('scorer', ['scen', 'classifier'])
+def test_gzsl_given_classes_each_column_scores_its_named_class(smoke, scorer):
+    """gzsl=True with given attribute vectors: column j of `probs` is scored with the attribute row of
+    `class_names[j]` (seen classes from the run, given ones from `att`), not merely a column per name."""
+    from scegg.predict import fit_classifier
+    run_dir, r, data, store = smoke
+    run = load_trained(run_dir)
+    sub = [int(data.unseen[2]), int(data.unseen[0])]
+    given = {data.class_names[i]: data.original_att[i] for i in sub}
+    ids = data.splits['test_unseen'].ids[:6]
+    p = predict(run, maps=_maps(store, ids), att=np.stack(list(given.values())), class_names=list(given), gzsl=True,
+                scorer=scorer)
+    assert sorted(p.class_names) == sorted(set(given) | {data.class_names[i] for i in data.seen})
+    known = {data.class_names[int(i)]: run.att[int(i)] for i in data.seen}
+    rows = torch.stack([known[n] if n in known else torch.nn.functional.normalize(torch.as_tensor(given[n]).float(), dim=0)
+                        for n in p.class_names])                      # the row each column should be scored with
+    if scorer == 'scen':   # l_c = sum_i a_ci s_i over the named classes' rows, in the names' order
+        expected = (p.attribute_scores @ rows.T).softmax(1)
+    else:                  # a classifier over exactly those rows, in that order (same seed as predict's)
+        clf = fit_classifier(run, rows, seed=0)
+        with torch.no_grad():
+            g, _ = run.scen.compressed(_maps(store, ids).flatten(2))
+            expected = clf(run.eggn.transform(run.scen.scaler.transform(g))).softmax(1)
+    torch.testing.assert_close(p.probs, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(p.probs, p.probs[:, torch.arange(len(rows)).roll(len(sub))], atol=1e-3)   # order matters
