@@ -84,7 +84,7 @@ class SlurmOptions:
     time: str = '24:00:00'         # time limit of one run's job: minutes, HH:MM:SS or D-HH:MM:SS
     sbatch: tuple = ()             # further sbatch flags, e.g. ('--account=zsl', '--qos=normal', '--constraint=a100')
     setup: tuple = ()              # shell lines run before Python in each job (module load ..., source env)
-    poll: float = 30.0             # seconds between two looks at the jobs' states
+    poll: float = dataclasses.field(default_factory=lambda: float(os.environ.get('SCEGG_SLURM_POLL', 30)))   # seconds between looks at the jobs ($SCEGG_SLURM_POLL)
 
 def slurm_minutes(t) -> int:
     "A Slurm time limit (minutes, 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM' or 'D-HH:MM:SS') in whole minutes (at least 1)."
@@ -198,9 +198,7 @@ def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None,
                 failed.append({'run': p.hash, 'label': p.label, 'job_id': str(j.job_id), 'state': st,
                                'log': str(j.paths.stderr), 'stdout': str(j.paths.stdout), 'error': err})
                 say(f'FAILED job {j.job_id} ({st}): {p.label}; log {j.paths.stderr}' + (f'; {err}' if err else ''))
-            if len(done) < len(jobs):
-                n = {s: sum(1 for h in jobs if h not in done and last.get(h) == s) for s in set(last.values()) if s in LIVE}
-                time.sleep(opt.poll)
+            if len(done) < len(jobs): time.sleep(opt.poll)
     except KeyboardInterrupt:
         live = [str(j.job_id) for h, (p, j) in jobs.items() if h not in done]
         say(f'interrupted; jobs {", ".join(live)} keep running on the cluster: run the same command again to wait for '
