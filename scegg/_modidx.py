@@ -38,6 +38,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'scegg.cluster.PlannedRun.hash': ('cluster.html#plannedrun.hash', 'scegg/cluster.py'),
                                'scegg.cluster.PlannedRun.label': ('cluster.html#plannedrun.label', 'scegg/cluster.py'),
                                'scegg.cluster.SlurmOptions': ('cluster.html#slurmoptions', 'scegg/cluster.py'),
+                               'scegg.cluster._finished': ('cluster.html#_finished', 'scegg/cluster.py'),
                                'scegg.cluster._in_pool': ('cluster.html#_in_pool', 'scegg/cluster.py'),
                                'scegg.cluster._in_process': ('cluster.html#_in_process', 'scegg/cluster.py'),
                                'scegg.cluster._job_error': ('cluster.html#_job_error', 'scegg/cluster.py'),

@@ -147,6 +147,14 @@ def _job_error(job) -> str:
         return '' if kind == 'success' else str(val).strip().splitlines()[-1][:300]
     except Exception: return ''
 
+def _finished(p, runs, grace: float = 0) -> bool:
+    "Whether planned run `p` is finished in `runs`, looking for up to `grace` seconds (an NFS client may list a new file late)."
+    t0 = time.time()
+    while True:
+        if finished_results(run_dir(runs, p.cfg), p.cfg) is not None: return True
+        if time.time() - t0 >= grace: return False
+        time.sleep(2)
+
 def _submitter(folder: Path, opt: SlurmOptions, job_name: str):
     import submitit
     ex = submitit.SlurmExecutor(folder=folder / '%j', max_num_timeout=0)
@@ -193,7 +201,7 @@ def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None,
                 if st != last.get(h): say(f'job {j.job_id} {st}: {p.label}'); last[h] = st
                 if st in LIVE: continue
                 done.add(h)
-                if finished_results(run_dir(runs, p.cfg), p.cfg) is not None: continue
+                if _finished(p, runs, grace=60 if st == 'COMPLETED' else 0): continue
                 err = _job_error(j)
                 failed.append({'run': p.hash, 'label': p.label, 'job_id': str(j.job_id), 'state': st,
                                'log': str(j.paths.stderr), 'stdout': str(j.paths.stdout), 'error': err})

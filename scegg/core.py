@@ -179,11 +179,14 @@ def file_lock(folder, what: str = 'folder', wait: bool = False,
           'token': os.urandom(16).hex()}
     try: folder.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise SceggError(f'cannot lock {folder}: {e.strerror or e}') from e
+    tries = 0
     while True:
         try:
             if _link_exclusive(path, me): break
             cur = _read_lock(path)
             if cur is None or (_is_stale(*cur) and _break_stale(path, *cur)): continue
+            tries += 1
+            if cur is not None and _is_stale(*cur) and tries < 50: time.sleep(0.05); continue   # another waiter is breaking it
         except OSError as e: raise SceggError(f'cannot lock {folder}: {e.strerror or e}') from e
         if not wait:
             raise LockBusy(f'{folder} ({what}) is in use by {_holder(path)}; wait for it to finish, or use another folder')
