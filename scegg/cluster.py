@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .core import SceggError, check, LockBusy, write_json, read_json
 from .pipeline import RunConfig, make_config, run_hash, finished_results, load_run_data, train
-from .reproduce import Experiment, ABLATIONS, NOTEBOOKS, run_dir
+from .reproduce import Experiment, ABLATIONS, NOTEBOOKS, Interrupted, run_dir
 
 # %% auto #0
 __all__ = ['LIVE', 'EXECUTORS', 'notebook_runs', 'PlannedRun', 'plan_runs', 'missing_runs', 'run_job', 'SlurmOptions',
@@ -178,21 +178,21 @@ def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None,
     book = read_json(book_path) if book_path.exists() else {}
     known = slurm_states([book[p.hash]['job_id'] for p in todo if p.hash in book])
     ex, jobs = None, {}
-    for p in todo:
-        jid = book.get(p.hash, {}).get('job_id')
-        if jid and known.get(str(jid)) in LIVE:
-            jobs[p.hash] = (p, submitit.SlurmJob(folder=folder / '%j', job_id=str(jid)))
-            say(f'job {jid} still {known[str(jid)]}: {p.label}; waiting for it'); continue
-        if ex is None: ex = _submitter(folder, opt, job_name)
-        try: job = ex.submit(run_job, p.cfg, str(Path(runs).resolve()), str(device))
-        except Exception as e:
-            raise SceggError(f'sbatch refused the job of {p.label}: {" ".join(str(e).split())[:400]}') from e
-        jobs[p.hash] = (p, job)
-        book[p.hash] = {'job_id': str(job.job_id), 'label': p.label, 'submitted': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
-        write_json(book_path, book)
-        say(f'submitted job {job.job_id}: {p.label}')
     last, failed, done = {}, [], set()
-    try:
+    try:   # Ctrl-C while submitting or waiting: the jobs submitted so far keep running
+        for p in todo:
+            jid = book.get(p.hash, {}).get('job_id')
+            if jid and known.get(str(jid)) in LIVE:
+                jobs[p.hash] = (p, submitit.SlurmJob(folder=folder / '%j', job_id=str(jid)))
+                say(f'job {jid} still {known[str(jid)]}: {p.label}; waiting for it'); continue
+            if ex is None: ex = _submitter(folder, opt, job_name)
+            try: job = ex.submit(run_job, p.cfg, str(Path(runs).resolve()), str(device))
+            except Exception as e:
+                raise SceggError(f'sbatch refused the job of {p.label}: {" ".join(str(e).split())[:400]}') from e
+            jobs[p.hash] = (p, job)
+            book[p.hash] = {'job_id': str(job.job_id), 'label': p.label, 'submitted': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+            write_json(book_path, book)
+            say(f'submitted job {job.job_id}: {p.label}')
         while len(done) < len(jobs):
             states = slurm_states([j.job_id for h, (p, j) in jobs.items() if h not in done])
             for h, (p, j) in jobs.items():
@@ -209,9 +209,8 @@ def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None,
             if len(done) < len(jobs): time.sleep(opt.poll)
     except KeyboardInterrupt:
         live = [str(j.job_id) for h, (p, j) in jobs.items() if h not in done]
-        say(f'interrupted; jobs {", ".join(live)} keep running on the cluster: run the same command again to wait for '
-            'them and render the tables')
-        raise
+        raise Interrupted(f'interrupted; Slurm jobs {", ".join(live)} keep running: run the same command again to wait for '
+                          'them and render the tables' if live else 'interrupted before any job was submitted') from None
     return {'jobs': {h: str(j.job_id) for h, (p, j) in jobs.items()}, 'failed': failed, 'folder': str(folder)}
 
 # %% ../nbs/13_cluster.ipynb #c016

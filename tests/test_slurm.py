@@ -131,8 +131,9 @@ def _tables(folder: Path) -> dict:
 
 def test_reproduce_on_slurm(slurm, tmp_path):
     """The smoke reproduction through Slurm: one job per run (10), a second submission refused while the first waits, one
-    job killed mid-run (scancel) and named with its log, the rerun submitting only that run, tables equal to a local
-    rebuild. About 5 min on the 2-core build machine (install excluded), most of it the 10 + 1 runs and two renderings."""
+    job killed mid-run (scancel) and named with its log, the rerun submitting only that run (and, interrupted, leaving
+    its job running; the next rerun waits for that job), tables equal to a local rebuild. About 4 min on the 2-core
+    build machine (install excluded), most of it the 10 + 1 runs, the local rebuild and two renderings."""
     env = {**slurm.env, 'SCEGG_SLURM_POLL': '1', 'OMP_NUM_THREADS': '1', 'SCEGG_PROGRESS': '0'}
     out = tmp_path / 'o'
     cmd = ['reproduce', '--preset', 'smoke', '--executor', 'slurm', '--out', out, '--cpus-per-run', '1', '--time', '30',
@@ -171,13 +172,24 @@ def test_reproduce_on_slurm(slurm, tmp_path):
     assert sum((runs / k / 'results.json').exists() for k in first) == 9
     assert not (out / 'smoke' / 'table1.md').exists(), 'no table rendered while a run is missing'
 
-    c = _scegg(cmd, env); c_out = c.communicate(timeout=900)[0]
-    assert c.returncode == 0, c_out
+    # the rerun submits only the killed run; interrupted (Ctrl-C, a logout) once it has, it leaves that job running
+    c = _scegg(cmd, env)
+    c_out = ''
+    for line in c.stdout:
+        c_out += line
+        if 'submitted job' in line: c.send_signal(signal.SIGINT); break
+    c_out += c.communicate(timeout=300)[0]
+    assert c.returncode == 130 and 'keep running' in c_out, c_out
     assert '10 runs, 9 finished in the run cache' in c_out and '1 to train' in c_out, c_out
     assert c_out.count('submitted job') == 1 and f'run {h}' in next(l for l in c_out.splitlines() if 'submitted job' in l)
     again = json.loads(book.read_text())
     assert {k: v for k, v in again.items() if k != h} == {k: v for k, v in first.items() if k != h}
     assert again[h]['job_id'] != jid
+    # ... and the same command again waits for that job instead of submitting the run once more, then renders
+    d = _scegg(cmd, env); d_out = d.communicate(timeout=900)[0]
+    assert d.returncode == 0, d_out
+    assert 'submitted job' not in d_out and json.loads(book.read_text()) == again
+    assert f"job {again[h]['job_id']} still" in d_out or '0 to train' in d_out, d_out
     starts = [e for e in map(json.loads, (runs / h / 'events.jsonl').read_text().splitlines()) if e.get('stage') == 'run' and 'done' not in e]
     assert len(starts) == 2, 'the resubmitted run continued in its own folder'
 
