@@ -100,13 +100,26 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
         self.procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
 
     def stop(self):
-        ids = subprocess.run([_which('squeue'), '-h', '-o', '%i'], capture_output=True, text=True, env=self.env).stdout.split()
-        if ids: subprocess.run([_which('scancel'), *ids], env=self.env)
+        squeue = lambda: subprocess.run([_which('squeue'), '-h', '-o', '%i'], capture_output=True, text=True,
+                                        env=self.env, timeout=30).stdout.split()
+        try:
+            ids, t0 = squeue(), time.time()
+            if ids: subprocess.run([_which('scancel'), *ids], env=self.env, timeout=30)
+            while ids and time.time() - t0 < 30: time.sleep(0.5); ids = squeue()   # let slurmd end their steps
+        except (OSError, subprocess.SubprocessError): pass
         for p in reversed(self.procs):   # slurmd, slurmctld, munged: each one this module started
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try: p.wait(20)
                 except subprocess.TimeoutExpired: p.kill(); p.wait()
+        # job steps (and their jobs) outlive slurmd by design: end those of this cluster, whose environment names its
+        # slurm.conf (this test process's own environment does not)
+        mark = f"SLURM_CONF={self.env['SLURM_CONF']}".encode()
+        for proc in Path('/proc').glob('[0-9]*'):
+            try:
+                if int(proc.name) != os.getpid() and mark in proc.joinpath('environ').read_bytes().split(b'\0'):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ValueError): pass
 
 
 @pytest.fixture(scope='module')
