@@ -160,16 +160,20 @@ def test_reproduce_on_slurm(slurm, tmp_path):
         while not book.exists() and a.poll() is None and time.time() - t0 < 300: time.sleep(0.2)
         b = _scegg(cmd, env); b_out = b.communicate(timeout=300)[0]
         assert b.returncode == 2 and f'in use by pid {a.pid}' in b_out, b_out
-        # kill one job while it trains
+        # kill one job while it trains (a job that finishes before scancel takes effect does not count: try another)
+        squeue = lambda: dict(l.split() for l in subprocess.run(['squeue', '-h', '-o', '%i %T'], capture_output=True,
+                                                                 text=True, env=env).stdout.splitlines() if l.strip())
+        tried = set()
         while killed is None and a.poll() is None and time.time() - t0 < 600:
-            jobs = json.loads(book.read_text())
-            states = dict(l.split() for l in subprocess.run(['squeue', '-h', '-o', '%i %T'], capture_output=True, text=True,
-                                                             env=env).stdout.splitlines() if l.strip())
+            jobs, states = json.loads(book.read_text()), squeue()
             for h, j in jobs.items():
-                if states.get(j['job_id']) == 'RUNNING' and (runs / h / 'events.jsonl').exists() and not (runs / h / 'results.json').exists():
-                    subprocess.run(['scancel', j['job_id']], check=True, env=env)
-                    killed = (h, j['job_id']); break
-            time.sleep(0.1)
+                if j['job_id'] in tried or states.get(j['job_id']) != 'RUNNING': continue
+                if (runs / h / 'events.jsonl').exists() and not (runs / h / 'results.json').exists():
+                    subprocess.run(['scancel', j['job_id']], check=True, env=env); tried.add(j['job_id'])
+                    while squeue().get(j['job_id']) in ('RUNNING', 'COMPLETING'): time.sleep(0.1)
+                    if not (runs / h / 'results.json').exists(): killed = (h, j['job_id'])
+                    break
+            time.sleep(0.05)
         a_out = a.communicate(timeout=900)[0]
     finally:
         if a.poll() is None: a.kill()
