@@ -123,6 +123,8 @@ def cmd_reproduce(a):
     from scegg.reproduce import REPRO_PRESETS
     ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
     opts = _data_options(a, ds) if ds else {}
+    if a.gpus_per_run and not str(a.device).startswith('cuda'):
+        raise SceggError(f'--gpus-per-run {a.gpus_per_run} with --device {a.device}: the runs would train on the CPU; add --device cuda')
     slurm = dict(partition=a.partition, gpus_per_run=a.gpus_per_run, cpus_per_run=a.cpus_per_run, time=a.time,
                  sbatch=tuple(a.sbatch or ()), setup=tuple(a.job_setup or ()))
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
