@@ -123,8 +123,19 @@ def cmd_reproduce(a):
     from scegg.reproduce import REPRO_PRESETS
     ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
     opts = _data_options(a, ds) if ds else {}
+    if a.gpus_per_run and not str(a.device).startswith('cuda'):
+        raise SceggError(f'--gpus-per-run {a.gpus_per_run} with --device {a.device}: the runs would train on the CPU; add --device cuda')
+    slurm = dict(partition=a.partition, gpus_per_run=a.gpus_per_run, cpus_per_run=a.cpus_per_run, time=a.time,
+                 sbatch=tuple(a.sbatch or ()), setup=tuple(a.job_setup or ()))
     r = reproduce(preset=a.preset, datasets=a.datasets, root=a.root, device=a.device, seeds=a.seeds, out=a.out,
-                  force=a.force, notebooks=a.notebooks, data_options=opts or None, cached_only=a.cached_only)
+                  force=a.force, notebooks=a.notebooks, data_options=opts or None, cached_only=a.cached_only,
+                  executor=a.executor, jobs=a.jobs, slurm=slurm)
+    runs = r.get('failed_runs') if isinstance(r, dict) else None
+    if runs:
+        f = runs[0]
+        where = f"; log {f['log']}" if f.get('log') else (f"; {f['error']}" if f.get('error') else '')
+        raise SceggError(f"{len(runs)} run(s) failed, e.g. {f['label']} ({f.get('state')}{where}); run the same command "
+                         'again to train only what is missing')
     failed = r.get('failed') if isinstance(r, dict) else None
     if failed: raise SceggError(f'{len(failed)} notebook(s) failed: {", ".join(map(str, failed))}')
 
@@ -231,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--cached-only', action='store_true',
                    help='train nothing: render from the finished runs in OUT/PRESET/runs; Table 2 and Fig. 5 leave out and name '
                         'the runs not yet finished, the other notebooks fail if theirs are missing')
+    r.add_argument('--executor', choices=('local', 'processes', 'slurm'), default='local',
+                   help='where the missing runs train: local (one after another, inside the notebooks; default), processes '
+                        '(--jobs at once on this machine), slurm (one Slurm job per run through submitit; the notebooks render '
+                        'here once all have finished)')
+    r.add_argument('--jobs', type=int, default=1, help='runs at once with --executor processes (--jobs N > 1 alone implies it)')
+    r.add_argument('--partition', default=None, help='slurm: the partition of the jobs (default: the cluster\'s)')
+    r.add_argument('--gpus-per-run', type=int, default=0, help='slurm: GPUs of each run\'s job (use with --device cuda)')
+    r.add_argument('--cpus-per-run', type=int, default=1, help='slurm: CPUs of each run\'s job (default 1)')
+    r.add_argument('--time', default='24:00:00', help='slurm: time limit of each run\'s job, minutes or [D-]HH:MM:SS (default 24:00:00)')
+    r.add_argument('--sbatch', action='append', default=None, metavar='FLAGS',
+                   help="slurm: further sbatch flags in long form, e.g. --sbatch='--account=zsl --qos=normal' (repeatable)")
+    r.add_argument('--job-setup', action='append', default=None, metavar='LINE',
+                   help="slurm: a shell line each job runs before Python, e.g. --job-setup='module load cuda' (repeatable)")
     r.set_defaults(func=cmd_reproduce)
     return p
 

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'M_TRIM_THRESHOLD', 'M_MMAP_MAX', 'SceggError', 'check', 'atomic_write', 'write_json', 'read_json',
-           'torch_save', 'file_lock', 'data_home', 'seed_everything', 'resolve_device', 'heap_reuse', 'field_types',
-           'check_types', 'apply_overrides', 'config_diff', 'config_hash', 'git_state', 'provenance', 'progress',
-           'MapSource', 'ArrayMaps']
+__all__ = ['LOCK_NAME', 'LOCK_HEARTBEAT_S', 'LOCK_STALE_S', 'M_TRIM_THRESHOLD', 'M_MMAP_MAX', 'SceggError', 'check',
+           'atomic_write', 'write_json', 'read_json', 'torch_save', 'LockBusy', 'file_lock', 'data_home',
+           'seed_everything', 'resolve_device', 'heap_reuse', 'field_types', 'check_types', 'apply_overrides',
+           'config_diff', 'config_hash', 'git_state', 'provenance', 'progress', 'MapSource', 'ArrayMaps']
 
 # %% ../nbs/00_core.ipynb #c005
 class SceggError(Exception):
@@ -92,43 +92,119 @@ def torch_save(obj, path):
 
 # %% ../nbs/00_core.ipynb #c011b
 LOCK_NAME = '.scegg.lock'
+LOCK_HEARTBEAT_S = 15.0   # the holder touches its lock file this often
+LOCK_STALE_S = 120.0      # a lock of another host untouched this long is a dead holder's ($SCEGG_LOCK_STALE_S)
+
+class LockBusy(SceggError):
+    "The folder's lock is held by another writer (the message names it)."
 
 def _holder(path) -> str:
     try: h = json.loads(Path(path).read_text() or '{}')
     except (OSError, ValueError): h = {}
     if not h: return 'another process'
-    return f"pid {h.get('pid')} on host {h.get('host')} since {h.get('since')}" + (f" ({h['what']})" if h.get('what') else '')
+    job = f", Slurm job {h['slurm_job']}" if h.get('slurm_job') else ''
+    return f"pid {h.get('pid')} on host {h.get('host')} since {h.get('since')}{job}" + (f" ({h['what']})" if h.get('what') else '')
+
+def _pid_start(pid: int) -> str | None:
+    "Start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid from the holder."
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError): return None
+
+def _stale_after() -> float:
+    try: return float(os.environ.get('SCEGG_LOCK_STALE_S', LOCK_STALE_S))
+    except ValueError: return LOCK_STALE_S
+
+def _link_exclusive(path: Path, record: dict) -> bool:
+    "Create `path` holding `record` unless it exists (NFS-safe: write a private file, hard-link it); True if created."
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}-{record['token'][:8]}.tmp")
+    tmp.write_text(json.dumps(record))
+    try:
+        try: os.link(tmp, path); return True
+        except FileExistsError: return False
+        except OSError:   # e.g. the server's reply was lost: the private file's link count tells
+            return tmp.stat().st_nlink == 2
+    finally: tmp.unlink(missing_ok=True)
+
+def _read_lock(path: Path):
+    "(record or {} for an empty file, mtime), or None if there is no lock file."
+    try:
+        st = path.stat(); text = path.read_text()
+    except FileNotFoundError: return None
+    try: rec = json.loads(text) if text.strip() else {}
+    except ValueError: rec = {'unreadable': text[:200]}
+    return rec, st.st_mtime
+
+def _is_stale(rec: dict, mtime: float) -> bool:
+    "Whether the lock with record `rec`, touched at `mtime`, belongs to no live holder."
+    if not rec: return True   # an idle lock file of the flock era
+    if rec.get('host') == socket.gethostname() and isinstance(rec.get('pid'), int):
+        try: os.kill(rec['pid'], 0)
+        except ProcessLookupError: return True
+        except PermissionError: pass   # alive, another user's
+        start = _pid_start(rec['pid'])
+        return bool(rec.get('pid_start')) and start is not None and start != rec['pid_start']
+    return time.time() - mtime > _stale_after()
+
+def _break_stale(path: Path, rec: dict, mtime: float) -> bool:
+    "Remove the stale lock `path` (record `rec`) under the short break lock; True if removed (or gone)."
+    brk = path.with_name(f'{path.name}.break.tmp')
+    b = _read_lock(brk)
+    if b is not None and time.time() - b[1] > 30: brk.unlink(missing_ok=True)   # a breaker died within its few ms
+    me = {'pid': os.getpid(), 'host': socket.gethostname(), 'token': os.urandom(8).hex()}
+    if not _link_exclusive(brk, me): return False
+    try:
+        now = _read_lock(path)
+        if now is None: return True
+        if now[0] != rec or not _is_stale(*now): return False   # taken again meanwhile
+        path.unlink(missing_ok=True); return True
+    finally: brk.unlink(missing_ok=True)
+
+def _heartbeat(path: Path, token: str, stop):
+    "Touch the lock file while it holds our record, until `stop` is set."
+    while not stop.wait(LOCK_HEARTBEAT_S):
+        try:
+            if json.loads(path.read_text() or '{}').get('token') != token: return
+            os.utime(path)
+        except (OSError, ValueError): pass
 
 @contextlib.contextmanager
-def file_lock(folder, what: str = 'folder', wait: bool = False):
-    "Hold an exclusive lock on `folder` (created if missing) while the block runs; `SceggError` naming the holder if taken."
+def file_lock(folder, what: str = 'folder', wait: bool = False,
+              poll: float = 1.0):   # seconds between tries with `wait`
+    "Hold an exclusive lock on `folder` (created if missing) while the block runs, across hosts on a shared folder; `LockBusy` naming the holder if taken."
+    import threading
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    path = folder / LOCK_NAME
+    me = {'pid': os.getpid(), 'pid_start': _pid_start(os.getpid()), 'host': socket.gethostname(),
+          'since': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'what': what, 'slurm_job': os.environ.get('SLURM_JOB_ID'),
+          'token': os.urandom(16).hex()}
+    try: folder.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise SceggError(f'cannot lock {folder}: {e.strerror or e}') from e
-    try:
-        try: import fcntl
-        except ImportError: fcntl = None   # not POSIX: no lock
-        if fcntl is not None:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise SceggError(f'{folder} ({what}) is in use by {_holder(folder / LOCK_NAME)}; '
-                                 'wait for it to finish, or use another folder') from None
-        me = {'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'what': what}
-        os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
-        yield folder / LOCK_NAME
+    tries = 0
+    while True:
+        try:
+            if _link_exclusive(path, me): break
+            cur = _read_lock(path)
+            if cur is None or (_is_stale(*cur) and _break_stale(path, *cur)): continue
+            tries += 1
+            if cur is not None and _is_stale(*cur) and tries < 50: time.sleep(0.05); continue   # another waiter is breaking it
+        except OSError as e: raise SceggError(f'cannot lock {folder}: {e.strerror or e}') from e
+        if not wait:
+            raise LockBusy(f'{folder} ({what}) is in use by {_holder(path)}; wait for it to finish, or use another folder')
+        time.sleep(poll)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, me['token'], stop), daemon=True, name=f'scegg-lock {folder}')
+    beat.start()
+    try: yield path
     finally:
-        try: os.ftruncate(fd, 0)   # an idle lock file is empty: a refused command leaves every byte as it was
-        except OSError: pass
-        os.close(fd)   # closing the descriptor releases the lock
+        stop.set()
+        cur = _read_lock(path)
+        if cur is not None and cur[0].get('token') == me['token']: path.unlink(missing_ok=True)
 
 def data_home() -> Path:
     "Where generated data and feature stores go: $SCEGG_DATA, else $XDG_CACHE_HOME/scegg, else ~/.cache/scegg."
     if os.environ.get('SCEGG_DATA'): return Path(os.environ['SCEGG_DATA']).expanduser()
     xdg = os.environ.get('XDG_CACHE_HOME')
     return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / '.cache') / 'scegg'
-
 
 # %% ../nbs/00_core.ipynb #c013
 def seed_everything(seed: int) -> torch.Generator:

@@ -413,11 +413,15 @@ class Experiment:
         s = seeds_for(self.train_preset(dataset), self.seeds, self.spec['n_seeds'])
         return s[:n] if n else s
 
+    def overrides(self, overrides: dict | None = None) -> dict:
+        "`overrides` on top of the preset's own, the data root and the data options: what `run` trains."
+        return {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}),
+                **({'data_options': dict(self.data_options)} if self.data_options else {}), **(overrides or {})}
+
     def run(self, dataset: str, overrides: dict | None = None,
             optional: bool = False) -> dict | None:   # with `cached_only`: None instead of an error when not finished
         "Results of the run of `dataset` with `overrides` on top of the preset (cached; with `cached_only`, never trained)."
-        o = {**self.spec.get('overrides', {}), **({'root': self.root} if self.root else {}),
-             **({'data_options': dict(self.data_options)} if self.data_options else {}), **(overrides or {})}
+        o = self.overrides(overrides)
         if not self.cached_only: return cached_run(self.train_preset(dataset), o, self.runs, self.device)
         r = finished_run(self.train_preset(dataset), o, self.runs)
         check(r is not None or optional, f'{dataset} run {overrides or {}} is not finished in the run cache {self.runs}, and '
@@ -983,6 +987,24 @@ def _check_arguments(preset, datasets, device, seeds, notebooks) -> tuple:
             sd.append(int(s))
     return spec, ds, sd, _notebook_paths(notebooks)
 
+def _check_executor(executor, jobs, slurm):
+    "Validate `reproduce`'s executor, jobs and Slurm options."
+    from scegg.cluster import EXECUTORS, SlurmOptions, slurm_minutes, sbatch_flags
+    check(executor in EXECUTORS, f'executor {executor!r} is unknown; expected one of {", ".join(EXECUTORS)}')
+    check(isinstance(jobs, (int, np.integer)) and not isinstance(jobs, bool) and jobs >= 1, f'jobs {jobs!r}: expected a whole number >= 1')
+    if slurm is not None:
+        o = slurm if isinstance(slurm, SlurmOptions) else SlurmOptions(**slurm)
+        slurm_minutes(o.time); sbatch_flags(o.sbatch)
+    if executor == 'slurm':
+        check(shutil.which('sbatch') is not None, 'executor slurm: sbatch is not on the PATH; run scegg reproduce on a '
+              'machine that submits Slurm jobs (a login node), or use --executor local / --jobs N')
+
+def _render_device(device) -> str:
+    "The device the notebooks render on with executor 'slurm': `device` if this machine has it, else the CPU."
+    from .core import resolve_device
+    try: resolve_device(device); return str(device)
+    except SceggError: return 'cpu'
+
 def _holding_out_lock(fn):
     "Run `fn` (`reproduce`) holding the lock of its output folder out/<preset>: one reproduction per folder at a time."
     import functools, inspect
@@ -990,7 +1012,8 @@ def _holding_out_lock(fn):
     def wrapper(*args, **kw):
         b = inspect.signature(fn).bind(*args, **kw); b.apply_defaults()
         a = b.arguments   # every argument is checked before the lock creates out/<preset>
-        _check_arguments(a['preset'], a['datasets'], a['device'], a['seeds'], a['notebooks'])
+        _check_executor(a['executor'], a['jobs'], a['slurm'])   # slurm: the jobs' device need not exist here
+        _check_arguments(a['preset'], a['datasets'], 'cpu' if a['executor'] == 'slurm' else a['device'], a['seeds'], a['notebooks'])
         with file_lock(Path(b.arguments['out']) / b.arguments['preset'], 'scegg reproduce'): return fn(*b.args, **b.kwargs)
     return wrapper
 
@@ -1005,6 +1028,9 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               notebooks=None,               # names in NOTEBOOKS or paths (None: all)
               data_options: dict | None = None,  # loader options of every run (your own image set: cub_root, name, ...)
               cached_only: bool = False,    # train nothing: Table 2 and Fig. 5 leave out (and name) runs not yet in the cache
+              executor: str = 'local',      # 'local': runs train inside the notebooks; 'processes' (`jobs` at once), 'slurm': first
+              jobs: int = 1,                # runs at once with 'processes' (jobs > 1 with 'local' means 'processes')
+              slurm=None,                   # scegg.cluster.SlurmOptions (or a dict of its fields): partition, GPUs, time, ...
               verbose: bool = True) -> dict:
     "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
@@ -1022,13 +1048,29 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               'seeds': list(seeds) if seeds else None, 'datasets': list(datasets) if datasets else None,
               'root': str(root) if root else None, 'data_options': dict(data_options) if data_options else None,
               'cached_only': bool(cached_only)}
-    report, stage_root = {}, out_dir / '.stage'
+    report, stage_root, planned = {}, out_dir / '.stage', set()
+    if executor == 'local' and jobs > 1: executor = 'processes'
+    if executor != 'local' and not cached_only:   # train the notebooks' missing runs first, then render from the cache
+        from scegg.cluster import plan_runs, train_runs, SlurmOptions
+        planned = {p.stem for p in paths if p.stem in NOTEBOOKS}
+        ex = Experiment(preset, str(out_dir.resolve()), device, seeds, datasets, root, data_options=data_options)
+        tr = train_runs(plan_runs(ex, [n for n in NOTEBOOKS if n in planned]), (out_dir / 'runs').resolve(), executor, device, int(jobs),
+                        SlurmOptions(**slurm) if isinstance(slurm, dict) else slurm, verbose)
+        if tr['failed']:
+            write_manifest(out_dir); write_report(out_dir)
+            bad = tr['failed']
+            if verbose: print(f"[scegg reproduce] {len(bad)} of {tr['missing']} runs failed; no notebook rendered. The same "
+                              'command again trains only what is missing (and resumes from checkpoints).', flush=True)
+            return {'preset': preset, 'out': str(out_dir), 'command': cmd, 'notebooks': {}, 'failed': [], 'failed_runs': bad,
+                    'ok': False, 'runs_planned': tr['planned'], 'runs_trained': tr['missing'] - len(bad), 'wall_s': time.time() - t0}
+        if executor == 'slurm': params['device'] = _render_device(device)
     try:
         for p in paths:
             if verbose: print(f'[scegg reproduce] {p.stem} ...', flush=True)
             stage = stage_root / p.stem   # the notebook writes here; its files move into out_dir only if it finishes
             shutil.rmtree(stage, ignore_errors=True); (stage / 'files').mkdir(parents=True)
-            r = run_notebook(p, stage / p.name, {**params, 'stage_dir': str((stage / 'files').resolve())})
+            r = run_notebook(p, stage / p.name, {**params, 'stage_dir': str((stage / 'files').resolve()),
+                                                 'cached_only': params['cached_only'] or p.stem in planned})
             if r['status'] == 'ok':
                 normalise_notebook(stage / p.name)
                 for f in sorted((stage / 'files').iterdir()): os.replace(f, out_dir / f.name)

@@ -1,0 +1,54 @@
+"""Many runs at once without Slurm: two workers asking for the same run train it once; `--jobs N` (a process pool)
+trains a reproduction's missing runs and renders from the cache. (`tests/test_slurm.py` runs the Slurm executor.)"""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from scegg.pipeline import make_config, load_run_data, run_hash
+from scegg.reproduce import reproduce
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WORKER = """
+import json, sys
+from scegg.cluster import run_job
+from scegg.pipeline import make_config
+print(json.dumps(run_job(make_config('smoke', {'seed': 5}), sys.argv[1], poll=0.2)), flush=True)
+"""
+
+
+def test_two_workers_on_one_run_train_it_once(tmp_path):
+    "Two submissions of the same run (two jobs, two nodes, here two processes) on one run cache: one trains, one reuses."
+    load_run_data(make_config('smoke', {'seed': 5}))   # the benchmark exists before the workers start (as train_runs does)
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'SCEGG_PROGRESS': '0'}
+    ps = [subprocess.Popen([sys.executable, '-c', WORKER, str(tmp_path / 'runs')], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in ps]
+    assert all(p.returncode == 0 for p in ps), outs
+    res = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+    assert res[0] == res[1]
+    run = Path(res[0]['run_dir'])
+    assert run.name == run_hash(make_config('smoke', {'seed': 5}))
+    events = [json.loads(l) for l in (run / 'events.jsonl').read_text().splitlines()]
+    assert len([e for e in events if e.get('stage') == 'run' and 'done' not in e]) == 1, 'trained twice'
+    assert not (run / '.scegg.lock').exists()
+
+
+def test_jobs_pool_trains_then_renders_from_the_cache(tmp_path):
+    r = reproduce('smoke', out=tmp_path, notebooks=['table1'], jobs=2, verbose=False)
+    assert r['ok'] and r['notebooks']['table1']['status'] == 'ok'
+    assert len(list((tmp_path / 'smoke' / 'runs').glob('*/results.json'))) == 2
+    assert (tmp_path / 'smoke' / 'table1.md').exists()
+    # the same again: nothing left to train, nothing submitted
+    r2 = reproduce('smoke', out=tmp_path, notebooks=['table1'], jobs=2, verbose=False)
+    assert r2['ok'] and r2['runs_trained'] == 0
+
+
+def test_bad_executor_settings_are_refused_before_anything_is_written(tmp_path):
+    from scegg.core import SceggError
+    for kw, words in (({'executor': 'kubernetes'}, 'executor'), ({'jobs': 0}, 'jobs'),
+                      ({'executor': 'slurm', 'slurm': {'time': 'soon'}}, 'Slurm time'),
+                      ({'executor': 'slurm', 'slurm': {'sbatch': ['-A x']}}, 'long form')):
+        with pytest.raises(SceggError, match=words): reproduce('smoke', out=tmp_path, verbose=False, **kw)
+    assert not (tmp_path / 'smoke').exists()
