@@ -107,6 +107,7 @@ def file_lock(folder, what: str = 'folder', wait: bool = False):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e: raise SceggError(f'cannot lock {folder}: {e.strerror or e}') from e
+    held = False
     try:
         try: import fcntl
         except ImportError: fcntl = None   # not POSIX: no lock
@@ -115,17 +116,24 @@ def file_lock(folder, what: str = 'folder', wait: bool = False):
             except BlockingIOError:
                 raise SceggError(f'{folder} ({what}) is in use by {_holder(folder / LOCK_NAME)}; '
                                  'wait for it to finish, or use another folder') from None
+        held = True
         me = {'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'what': what}
         os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
         yield folder / LOCK_NAME
     finally:
-        try: os.ftruncate(fd, 0)   # an idle lock file is empty: a refused command leaves every byte as it was
-        except OSError: pass
+        if held:   # only the holder empties the file: a refused caller leaves the holder's name for the next one
+            try: os.ftruncate(fd, 0)
+            except OSError: pass
         os.close(fd)   # closing the descriptor releases the lock
 
 def data_home() -> Path:
     "Where generated data and feature stores go: $SCEGG_DATA, else $XDG_CACHE_HOME/scegg, else ~/.cache/scegg."
-    if os.environ.get('SCEGG_DATA'): return Path(os.environ['SCEGG_DATA']).expanduser()
+    if os.environ.get('SCEGG_DATA'):
+        p = Path(os.environ['SCEGG_DATA']).expanduser()
+        up = next((q for q in (p, *p.parents) if q.exists()), None)   # the folder itself, or where it would be made
+        check(up is None or up.is_dir(), f'SCEGG_DATA={os.environ["SCEGG_DATA"]}: {up} is a file; expected a folder '
+              '(or a new path) for generated data and feature stores')
+        return p
     xdg = os.environ.get('XDG_CACHE_HOME')
     return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / '.cache') / 'scegg'
 
