@@ -166,7 +166,7 @@ PROTOCOL_LABELS = {'validation': 'validation (epochs chosen on the validation sp
 
 def metrics_of(res: dict, kind: str = 'final', protocol: str = 'validation') -> dict | None:
     "{metric: percent} of one results file: kind 'final' (under `protocol`), 'scen_alone' or 'eszsl'."
-    check(isinstance(res.get('protocols'), dict), f"{Path(res.get('run_dir', 'a run')) / 'results.json'} has no 'protocols' "
+    check(kind != 'final' or isinstance(res.get('protocols'), dict), f"{Path(res.get('run_dir', 'a run')) / 'results.json'} has no 'protocols' "
           '(the metrics of a finished run); train that run again')
     d = res['protocols'].get(protocol) if kind == 'final' else res.get(kind)
     if not d: return None

@@ -191,11 +191,12 @@ def _tracked(folder: Path, dst: Path) -> Path:
 
 
 @pytest.mark.parametrize('preset', ['synthetic', 'cub-mini', 'cub-cpu'])
-def test_committed_pages_are_what_the_committed_files_rebuild(preset, tmp_path):
+def test_committed_pages_are_what_the_committed_files_rebuild(preset, tmp_path, monkeypatch):
     "MANIFEST.md and index.html of a fresh clone's outputs/<preset> equal what write_manifest/write_report make from it."
     src = ROOT / 'outputs' / preset
     if not (src / 'index.html').exists(): pytest.skip(f'no outputs/{preset}')
-    d = _tracked(src, tmp_path / preset)
+    _tracked(src, tmp_path / 'outputs' / preset)
+    monkeypatch.chdir(tmp_path); d = Path('outputs') / preset   # as `scegg reproduce --out outputs` names it
     reproduce.write_manifest(d); reproduce.write_report(d)
     for f in ('MANIFEST.md', 'index.html'):
         assert (d / f).read_text() == (src / f).read_text(), f'outputs/{preset}/{f} is stale: rebuild it'
