@@ -104,19 +104,44 @@ def cmd_train(a):
     print(summary_table(r))
     print(f'results: {Path(a.out) / "results.json"}')
 
+def _figure_paths(images, out: Path) -> list[Path]:
+    "One new file per image in `out`: FOLDER-NAME.attention.png (CUB: the class folder), -2, -3, ... if that name is taken."
+    taken, paths = set(), []
+    for img in images:
+        p = Path(str(img))
+        base = f'{p.parent.name}-{p.stem}' if p.parent.name else p.stem
+        name, k = f'{base}.attention.png', 1
+        while name in taken or (out / name).exists():   # an earlier image of this call, or a file already there
+            k += 1; name = f'{base}-{k}.attention.png'
+        taken.add(name); paths.append(out / name)
+    return paths
+
+def _list_run(run):
+    "Print the classes a run scores (unseen: CZSL default; seen: added by --gzsl) and a test image of each unseen class."
+    from scegg.pipeline import load_run_data
+    try:
+        data = load_run_data(run.cfg); tu = data.splits['test_unseen']
+        first = {}
+        for i, y in zip(tu.ids, tu.labels): first.setdefault(int(y), data.image_paths[int(i)])
+    except SceggError as e: first, data = {}, None; print(f'(no test images: {e})')
+    print(f'{run.path}: {run.cfg.method} on {run.cfg.dataset}, seed {run.cfg.seed}, {run.att.shape[1]} attributes')
+    print(f'unseen classes ({len(run.unseen)}; scored by default):')
+    for c in run.unseen.tolist(): print(f'  {run.class_names[c]:<40} {first.get(c, "")}')
+    print(f'seen classes ({len(run.seen)}; scored too with --gzsl):')
+    for c in run.seen.tolist(): print(f'  {run.class_names[c]}')
+
 def cmd_predict(a):
     from scegg.predict import load_trained, read_class_file, predict, attention_figure
     check(a.top >= 1, f'--top {a.top}: expected at least 1')
     run = load_trained(a.run, a.device)
+    if a.list: return _list_run(run)
+    check(a.images, 'no IMAGE given; expected image paths after the run folder (`--list` names a test image of each unseen class)')
     names, att = read_class_file(a.attributes, run) if a.attributes else (None, None)
     pred = predict(run, images=a.images, att=att, class_names=names, gzsl=a.gzsl, scorer=a.scorer)
-    stems = {}
-    for i, (img, top) in enumerate(zip(a.images, pred.top(a.top))):
+    for i, (img, top, fig) in enumerate(zip(a.images, pred.top(a.top), _figure_paths(a.images, Path(a.out)))):
         print(f'{img}  ({pred.mode.upper()}, {len(pred.class_names)} classes)')
         for r, (n, p) in enumerate(top, 1): print(f'  {r}. {n:<40} {p:.3f}')
-        stem = Path(img).stem; k = stems[stem] = stems.get(stem, -1) + 1
-        name = f'{stem}-{k}.attention.png' if k else f'{stem}.attention.png'
-        print(f'  attention: {attention_figure(pred, i, img, Path(a.out) / name, run)}')
+        print(f'  attention: {attention_figure(pred, i, img, fig, run)}')
 
 def cmd_reproduce(a):
     from scegg.reproduce import reproduce
@@ -211,9 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
                    '(removes only the files scegg wrote there)')
     t.set_defaults(func=cmd_train)
 
-    x = sub.add_parser('predict', help='classify images with a finished run: top classes and an attention figure per image')
-    x.add_argument('run', metavar='RUN', help='the --out folder of a finished `scegg train`')
-    x.add_argument('images', nargs='+', metavar='IMAGE')
+    x = sub.add_parser('predict', help='classify images with a finished sc-egg run: top classes and an attention figure per image')
+    x.add_argument('run', metavar='RUN', help='the --out folder of a finished `scegg train` of method sc-egg (the default)')
+    x.add_argument('images', nargs='*', metavar='IMAGE')
+    x.add_argument('--list', action='store_true', help="print the run's unseen and seen classes and a test image of each unseen class")
     x.add_argument('--attributes', '--classes-file', dest='attributes', default=None, metavar='FILE',
                    help="classes to score, one a line: NAME V1 ... VK (the run's K attributes) or the NAME of a run class "
                         "(default: the run's unseen classes)")
@@ -222,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument('--scorer', choices=('classifier', 'scen'), default='classifier',
                    help="classifier: the run's final classifier (a new one from EGGN's synthetic features for other "
                         "classes); scen: SCEN's attribute scores")
-    x.add_argument('--out', default='predictions', help='folder for the figures IMAGE.attention.png (default ./predictions)')
+    x.add_argument('--out', default='predictions', help='folder for the figures FOLDER-IMAGE.attention.png, never overwritten '
+                   '(a name in use gets -2, -3, ...; default ./predictions)')
     x.add_argument('--device', default='cpu')
     x.set_defaults(func=cmd_predict)
 

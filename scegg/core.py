@@ -202,7 +202,12 @@ def file_lock(folder, what: str = 'folder', wait: bool = False,
 
 def data_home() -> Path:
     "Where generated data and feature stores go: $SCEGG_DATA, else $XDG_CACHE_HOME/scegg, else ~/.cache/scegg."
-    if os.environ.get('SCEGG_DATA'): return Path(os.environ['SCEGG_DATA']).expanduser()
+    if os.environ.get('SCEGG_DATA'):
+        p = Path(os.environ['SCEGG_DATA']).expanduser()
+        up = next((q for q in (p, *p.parents) if q.exists()), None)   # the folder itself, or where it would be made
+        check(up is None or up.is_dir(), f'SCEGG_DATA={os.environ["SCEGG_DATA"]}: {up} is a file; expected a folder '
+              '(or a new path) for generated data and feature stores')
+        return p
     xdg = os.environ.get('XDG_CACHE_HOME')
     return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / '.cache') / 'scegg'
 

@@ -18,7 +18,7 @@ __all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MI
            'load_word_vectors', 'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths', 'load_xlsa17',
            'make_xlsa17_fixture', 'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset',
            'make_cub_fixture', 'load_cub_224', 'image_problems', 'canonical_dataset', 'loader_options', 'load_dataset',
-           'check_dataset']
+           'empty_classes', 'check_dataset']
 
 # %% ../nbs/01_data.ipynb #c005
 def _int64(a) -> np.ndarray: return np.asarray(a, dtype=np.int64).reshape(-1)
@@ -644,6 +644,18 @@ def load_dataset(dataset: str, root=None, **options) -> ZSLDataset:
     check(root is not None, f'dataset {key} needs a data root (the folder holding xlsa17/, {key}/ and w2v/); pass --root')
     return load_xlsa17(root, key, **options)
 
+def empty_classes(ds: ZSLDataset, training_only: bool = False) -> list[str]:
+    "One sentence per split that lacks images of some of its classes (training: seen classes in trainval, val_train; else also the test splits)."
+    want = [('trainval', ds.seen, 'seen'), ('val_train', ds.val_seen_classes, 'validation-train')]
+    if not training_only: want += [('test_unseen', ds.unseen, 'unseen'), ('val_unseen', ds.val_unseen_classes, 'validation-unseen')]
+    out = []
+    for split, classes, kind in want:
+        gone = np.setdiff1d(np.asarray(classes), np.asarray(ds.splits[split].labels))
+        if len(gone):
+            names = ', '.join(f'{ds.class_names[int(c)]!r} (class {int(c)})' for c in gone[:5]) + (', ...' if len(gone) > 5 else '')
+            out.append(f'{len(gone)} {kind} class(es) have no {split} image: {names}; expected at least one image of each')
+    return out
+
 def check_dataset(dataset: str, root=None, verify_images: bool = False, **options) -> tuple:
     "Load a benchmark and check its files; returns (summary dict, list of problems). `options` go to its loader."
     try: ds = load_dataset(dataset, root, **options)
@@ -667,4 +679,5 @@ def check_dataset(dataset: str, root=None, verify_images: bool = False, **option
     if np.intersect1d(ds.val_seen_classes, ds.val_unseen_classes).size:
         problems.append('validation-train and validation-unseen classes overlap')
     if not np.isfinite(ds.att).all(): problems.append('att has non-finite values')
+    problems += empty_classes(ds)
     return ds.summary(), problems

@@ -212,6 +212,7 @@ class FeatureStore:
     def _fix(self) -> str:
         "The command that re-extracts this store's missing or damaged chunks."
         m = self.manifest
+        if m.get('command'): return f"run `{m['command']}` to re-extract it"   # as recorded by the extracting call
         return (f"run `scegg data extract {m.get('dataset') or 'DATASET'} --backbone {self.backbone}"
                 f"{'' if self.image_size == get_backbone(self.backbone).image_size else f' --image-size {self.image_size}'}` "
                 "to re-extract it") if self.backbone in BACKBONES else 'extract it again'
@@ -403,6 +404,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                      device='cpu', batch_size: int = 32, chunk_size: int = 256,
                      num_workers: int | None = None, # image-decoding processes; None: 1 when there is more than one batch and > 1 CPU
                      dataset_name: str | None = None,
+                     command: str | None = None,     # the `scegg data extract ...` that rebuilds this store (named in errors)
                      amp: bool = False,              # opt-in bf16 autocast: faster on CPUs with bf16 units, maps differ (see bench/README.md)
                      channels_last: bool | None = None, # None: on for CPU (same maps within fp16 storage rounding, faster)
                      ids=None,
@@ -419,7 +421,8 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
     out_dir, dev = Path(out_dir), resolve_device(device)
     paths = [str(p) for p in image_paths]
     m = _new_manifest(spec.name, spec.image_size, spec.shape, n, chunk_size, image_list_fingerprint(paths),
-                      dataset_name, weights=spec.weights if pretrained else 'random (pretrained=False)')
+                      dataset_name, weights=spec.weights if pretrained else 'random (pretrained=False)',
+                      **({'command': command} if command else {}))
     _prepare_store(out_dir, m, write_manifest=(rank == 0))
     store = FeatureStore(out_dir) if (out_dir / 'manifest.json').exists() else None
     mine = lambda c: c % world_size == rank

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_pipeline.ipynb #c002
 from __future__ import annotations
-import contextlib, dataclasses, json, os, shutil, time
+import contextlib, dataclasses, json, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import torch
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
                         check_types, file_lock, data_home, LOCK_NAME,
                         config_diff, config_hash, provenance, progress, torch_save, heap_reuse)
-from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options
+from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options, empty_classes
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_pass, scen_zsl_eval, MinMaxScaler, TrainedSCEN
 from .scen import _check_config as _check_scen
@@ -22,10 +22,10 @@ from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validatio
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES',
-           'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'ensure_store',
-           'view_features', 'log_event', 'read_events', 'final_classifiers', 'fit_view', 'protocol_results',
-           'run_eszsl', 'scen_dir', 'finished_results', 'train', 'load_run']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'DATA_FLAGS', 'FINAL_CLASSIFIERS', 'RUN_MARKER',
+           'RUN_FILES', 'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data',
+           'extract_command', 'ensure_store', 'view_features', 'log_event', 'read_events', 'final_classifiers',
+           'fit_view', 'protocol_results', 'run_eszsl', 'scen_dir', 'finished_results', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -185,6 +185,21 @@ def load_run_data(cfg: RunConfig) -> ZSLDataset:
         if not cfg.data_options or 'argument' not in str(e): raise
         raise SceggError(f'data_options {cfg.data_options} are not all options of the {cfg.dataset} loader ({e})') from e
 
+DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
+              'name': '--name'}   # loader options that `scegg data ...` takes as flags
+
+def extract_command(cfg: RunConfig) -> str:
+    "The `scegg data extract ...` that builds (or repairs) the feature store of `cfg`: loader, --root, its flags, backbone."
+    import shlex
+    q = lambda v: shlex.quote(str(v))
+    root = Path(cfg.root).expanduser().resolve() if cfg.root else None   # the command works from any folder
+    parts = ['scegg data extract', q(cfg.dataset)] + ([f'--root {q(root)}'] if root else [])
+    parts += [f'{DATA_FLAGS[k]} {q(v)}' for k, v in cfg.data_options.items() if k in DATA_FLAGS]
+    parts.append(f'--backbone {q(cfg.backbone)}')
+    if cfg.image_size is not None and cfg.image_size != get_backbone(cfg.backbone).image_size: parts.append(f'--image-size {cfg.image_size}')
+    if cfg.features_dir: parts.append(f'--features-dir {q(cfg.features_dir)}')
+    return ' '.join(parts)
+
 def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
                  verify: bool = False):  # read every chunk and extract damaged ones again (`scegg data extract`)
     "Open the feature store of `data` for `cfg.backbone`, extracting whatever is missing first."
@@ -205,7 +220,7 @@ def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
             s = open_store(path, require_complete=False)
             check(s.fingerprint == fp, f'feature store {path} was built for another image list; delete it or choose another features_dir')
         return extract_features(data.image_paths, path, cfg.backbone, cfg.image_size, device=device,
-                                batch_size=cfg.extract_batch_size, dataset_name=data.name)
+                                batch_size=cfg.extract_batch_size, dataset_name=data.name, command=extract_command(cfg))
 
 # %% ../nbs/08_pipeline.ipynb #c013
 def _split_xy(x_of, data, name):
@@ -377,18 +392,44 @@ def _check_out_folder(out: Path):
         raise SceggError(f'{out} is not a scegg run folder (it holds {", ".join(entries[:3])}' + (', ...' if len(entries) > 3 else '')
                          + '); scegg writes only into a new or empty folder or a run folder of its own: choose another --out')
 
-def _remove_run_files(out: Path):
-    "Delete what scegg wrote into run folder `out` (RUN_FILES and their temporaries), nothing else."
-    for n in os.listdir(out):
-        if n in (RUN_MARKER, LOCK_NAME) or not _scegg_entry(n): continue
-        p = out / n
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+# What `train` writes, file by file: None a file, a dict a folder and what scegg writes inside it. `--force` deletes
+# these (and their temporaries) and nothing else: a user's file inside `validation/` stays, and so does its folder.
+_VIEW_FILES = {'view.json': None, FINAL_CLASSIFIERS: None, 'eggn': {'eggn_last.pt': None}, 'scen': {'scen.pt': None}}
+_RUN_TREE = {'config.json': None, 'results.json': None, 'events.jsonl': None, 'validation': _VIEW_FILES, 'test': _VIEW_FILES}
+
+def _remove_written(folder: Path, tree: dict) -> list[Path]:
+    "Delete the entries of `tree` (and their temporaries) in `folder`, nothing else; returns the paths kept (not scegg's)."
+    kept = []
+    for n in sorted(os.listdir(folder)):
+        p = folder / n
+        if n in (RUN_MARKER, LOCK_NAME): continue
+        k = next((k for k in tree if n == k or (n.startswith(f'.{k}.') and n.endswith('.tmp'))), None)
+        folder_ = p.is_dir() and not p.is_symlink()
+        sub = tree.get(k) if n == k else None   # a temporary (atomic_write's) is a file
+        if k is None or folder_ != isinstance(sub, dict):   # not a name scegg writes, or a folder where it writes a file
+            kept.append(p); continue
+        if not folder_: p.unlink(); continue
+        inner = _remove_written(p, sub)
+        if inner: kept += inner
+        else: p.rmdir()
+    return kept
+
+def _remove_run_files(out: Path) -> list[Path]:
+    "Delete what scegg wrote into run folder `out` (`_RUN_TREE` and temporaries), nothing else; returns what it kept."
+    kept = _remove_written(out, _RUN_TREE)
+    if kept: print(f'scegg: --force kept {len(kept)} file(s) scegg did not write: {", ".join(map(str, kept[:5]))}'
+                   + (', ...' if len(kept) > 5 else ''), file=sys.stderr)
+    return kept
 
 def finished_results(out, cfg: RunConfig) -> dict | None:
     "The results in run folder `out` if they are of this very configuration (results carry its hash), else None."
     rj = Path(out) / 'results.json'
     res = read_json(rj) if rj.exists() else {}
-    return res if res.get('config_hash') == run_hash(cfg) else None
+    check(isinstance(res, dict), f'{rj} is not a scegg results file (a JSON object); train the run again with --force')
+    if res.get('config_hash') != run_hash(cfg): return None
+    check(isinstance(res.get('protocols'), dict), f"{rj} has no 'protocols' (the metrics of a finished run); "
+          'it was not written by a finished `scegg train`: train the run again with --force')
+    return res
 
 def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     "Create `out` (call under its lock); True when a results.json of this very configuration exists."
@@ -447,11 +488,18 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
         with heap_reuse(cfg.eggn.keep_heap):   # every stage of the run keeps freed memory for reuse (core)
             return _train(cfg, out, dev, resume, scen_cache, protocols)
 
+def _threads_used(out: Path) -> list[int]:
+    "The torch CPU thread counts this run was computed with, over every process that worked on it (resumed ones too)."
+    seen = {e['threads'] for e in read_events(out) if e.get('stage') == 'run' and 'threads' in e}
+    return sorted(seen | {torch.get_num_threads()})
+
 def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) -> dict:
     log = lambda **e: log_event(out, **e)
-    log(stage='run', resume=resume, config_hash=run_hash(cfg))
+    log(stage='run', resume=resume, config_hash=run_hash(cfg), threads=torch.get_num_threads())
     walls, t_all = {}, time.perf_counter()
     data = load_run_data(cfg)
+    empty = empty_classes(data, training_only=True)   # the class-balanced sampler needs every class it draws from
+    if empty: raise SceggError(f'{data.name}: {empty[0]} (`scegg data check` lists every problem)')
     t0 = time.perf_counter(); maps = ensure_store(data, cfg, dev); walls['features_s'] = time.perf_counter() - t0
     views = {}
     if 'validation' in protocols: views['validation'] = data.validation_view()
@@ -471,7 +519,7 @@ def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) 
     results.update({'curves': {k: v['curves'] for k, v in curves.items()}, 'sizes': {k: v['sizes'] for k, v in curves.items()},
                     'config': dataclasses.asdict(cfg), 'config_hash': run_hash(cfg),
                     'differs_from_paper': differs_from_paper(cfg), 'caveat': data.caveat, 'release': data.release,
-                    'provenance': provenance(dev), 'wall_s': walls})
+                    'provenance': provenance(dev), 'wall_s': walls, 'threads_used': _threads_used(out)})
     write_json(out / 'results.json', results)
     log(stage='run', done=True)
     return results

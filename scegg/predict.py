@@ -111,7 +111,10 @@ def image_maps(run: TrainedRun, images, batch_size: int = 16) -> torch.Tensor:
 # %% ../nbs/12_predict.ipynb #c010
 def _l2_rows(att, where: str) -> torch.Tensor:
     a = torch.as_tensor(np.asarray(att, dtype=np.float32))
-    check(a.ndim == 2 and bool(torch.isfinite(a).all()), f'{where}: expected a finite (C, K) attribute matrix, got shape {tuple(a.shape)}')
+    check(a.ndim == 2, f'{where}: expected a (C, K) attribute matrix, got shape {tuple(a.shape)}')
+    bad = (~torch.isfinite(a)).nonzero()
+    if len(bad): raise SceggError(f'{where}: row {int(bad[0, 0])}, column {int(bad[0, 1])} is {float(a[tuple(bad[0])])}; '
+                                  'expected finite attribute values')
     n = a.norm(dim=1)
     if not bool((n > 0).all()):
         raise SceggError(f'{where}: class row {int((n == 0).nonzero()[0])} is all zeros; expected a non-zero attribute vector')
@@ -154,6 +157,9 @@ def read_class_file(path, run: TrainedRun) -> tuple:
         try: v = np.asarray([float(x) for x in f[1:]], dtype=np.float32)
         except ValueError as e: raise SceggError(f'{p} line {ln}: {e}; expected a class name and {K} numbers') from e
         check(len(v) == K, f'{p} line {ln}: {len(v)} attribute values for {name!r}; the run\'s classes have {K} attributes')
+        if not np.isfinite(v).all():
+            j = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise SceggError(f'{p} line {ln}: value {j + 1} of {name!r} is {f[j + 1]!r}; expected {K} finite numbers')
         names.append(name); rows.append(v)
     check(rows, f'{p} lists no class; expected lines `name v1 ... v{K}` or names of the run\'s classes')
     return names, np.stack(rows)
@@ -252,7 +258,9 @@ def attention_figure(pred: Prediction, i: int, image, path, run: TrainedRun | No
     fig, axs = plt.subplots(1, len(top) + 2, figsize=(1.9 * (len(top) + 2), 2.4), squeeze=False)
     axs = axs[0]
     name, p = pred.top(1)[i][0]
-    axs[0].imshow(im); axs[0].set_title(f'{Path(str(image)).name[:24]}\n{name[:24]} ({p:.2f})', fontsize=7)
+    src = Path(str(image)) if not hasattr(image, 'size') else None   # a path: its folder (CUB: the class) and name
+    where = f'{src.parent.name[:28]}/\n{src.name[:28]}' if src and src.parent.name else (src.name[:28] if src else 'image')
+    axs[0].imshow(im); axs[0].set_title(f'{where}\npredicted: {name[:24]} ({p:.2f})', fontsize=6)
     axs[1].imshow(im); axs[1].imshow(pred.global_map[i].numpy(), alpha=.6, cmap='jet', extent=ext, interpolation='bilinear')
     axs[1].set_title('global map\n(mean over attributes)', fontsize=7)
     for ax, k in zip(axs[2:], top):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_reproduce.ipynb #c002
 from __future__ import annotations
-import dataclasses, math, os, re, shutil, sys, tempfile, time
+import dataclasses, json, math, os, re, shutil, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +130,9 @@ def check_table_runs(results_list: list, axes=()) -> dict:
             k = bad[0]
             raise SceggError(f"run {r.get('config_hash', '?')} differs from the table's base configuration in {', '.join(bad)} "
                              f'({k}: {f.get(k)!r} vs {base.get(k)!r}); a table may vary only {", ".join(sorted(axes)) or "nothing"}')
-    return flat_config(results_list[0]['config'])   # as recorded (no filled-in setting)
+    # as recorded, less the settings added later at the value older runs had: runs made before and after such a
+    # setting existed share one base configuration (and hash), as they share run hashes (`ADDED_LATER`)
+    return {k: v for k, v in flat_config(results_list[0]['config']).items() if not (k in older and older[k] == v)}
 
 # %% ../nbs/10_reproduce.ipynb #c015
 def run_dir(runs, cfg) -> Path:
@@ -164,6 +166,8 @@ PROTOCOL_LABELS = {'validation': 'validation (epochs chosen on the validation sp
 
 def metrics_of(res: dict, kind: str = 'final', protocol: str = 'validation') -> dict | None:
     "{metric: percent} of one results file: kind 'final' (under `protocol`), 'scen_alone' or 'eszsl'."
+    check(kind != 'final' or isinstance(res.get('protocols'), dict), f"{Path(res.get('run_dir', 'a run')) / 'results.json'} has no 'protocols' "
+          '(the metrics of a finished run); train that run again')
     d = res['protocols'].get(protocol) if kind == 'final' else res.get(kind)
     if not d: return None
     return {m: 100.0 * float(d[m]) for m in METRICS}
@@ -298,6 +302,11 @@ def banner(results_list: list,     # results of the runs behind one table or fig
     return '\n'.join(lines)
 
 # %% ../nbs/10_reproduce.ipynb #c026a
+def _seed_names(seeds) -> str:
+    "'seed 3' or '3 seeds (0, 1, 2)'."
+    s = sorted({int(x) for x in seeds}) if seeds else []
+    return 'no seed' if not s else f'seed {s[0]}' if len(s) == 1 else f"{len(s)} seeds ({', '.join(map(str, s))})"
+
 def _seeds_text(seeds) -> str:
     s = sorted({int(x) for x in seeds}) if seeds else []
     return 'no seed' if not s else f'one seed (seed {s[0]})' if len(s) == 1 else f"mean ± std over {len(s)} seeds ({', '.join(map(str, s))})"
@@ -328,7 +337,9 @@ def caption(name: str,          # 'table1', 'table2_ablation', 'fig3_attention',
                             f'(dotted line), {s}, one run per point, under the validation protocol and the paper protocol '
                             f'(best on test); {p}.',
         'fig6_curves': f'Fig. 6 on {dataset}: CZSL Acc and GZSL H (%) after every GAN epoch of SC-EGG and our TF-VAEGAN '
-                       f'baseline at the last classifier epoch (no epoch selection), mean over {s} with min-max band, and '
+                       f'baseline at the last classifier epoch (no epoch selection), '
+                       + (f'mean over {_seed_names(seeds)} with min-max band' if len(set(seeds or [])) > 1 else _seed_names(seeds))
+                       + ', and '
                        f'SCEN alone (dashed); {p}.'}
     check(name in texts, f'no caption for {name!r}; expected one of {", ".join(texts)}')
     return texts[name]
@@ -365,18 +376,28 @@ def save_figure(fig, out_dir, name: str, meta: dict, dpi: int = 150) -> list[Pat
     write_json(out_dir / f'{name}.meta.json', {'files': [f'{name}.png', f'{name}.pdf'], **meta})
     return [out_dir / f'{name}.{e}' for e in ('png', 'pdf')]
 
+def _not_committed(name: str, preset) -> bool:
+    "Whether output `name` (a file or notebook) shows a real data set's images: Fig. 3 beyond the synthetic benchmark; never in git (.gitignore)."
+    return str(name).startswith('fig3') and str(preset) not in ('smoke', 'synthetic')
+
 def write_manifest(out_dir) -> Path:
-    "MANIFEST.md of `out_dir`: each output file with the command, seeds, axes, protocol and base configuration."
+    "MANIFEST.md of `out_dir`: each output file with the command, seeds, axes, protocol and base configuration (git-ignored files left out)."
     out_dir = Path(out_dir)
+    rep = read_json(out_dir / 'reproduce.json') if (out_dir / 'reproduce.json').exists() else {}
+    preset = rep.get('preset', out_dir.name)
     lines = [f'# Outputs in `{out_dir}`', '', 'Each file, the command that made it, its seeds, the axes its runs vary '
              'and the base configuration they share (all else equal, checked by `check_table_runs`).', '']
     for p in sorted(out_dir.glob('*.meta.json')):
+        if _not_committed(p.name, preset): continue   # shows the data set's images: not in git, so not listed (index.html says why)
         m = read_json(p)
         lines += [f"## {', '.join(m.get('files', []))}", '',
                   f"- command: `{m.get('command')}` (notebook `{m.get('notebook')}`)",
                   f"- seeds: {m.get('seeds')}; axes: {m.get('axes')}; protocol: {m.get('protocol')}",
                   f"- runs: {', '.join(m.get('runs', [])) or '-'}",
                   f"- base configuration: `{m.get('base_config_hash')}`" + (f" ({m['note']})" if m.get('note') else ''), '']
+    if any(_not_committed(n, preset) for n in rep.get('notebooks') or {}):
+        lines += ['## fig3_attention_*, fig3_pointing_*', '', '- not listed: they show the data set\'s images and are git-ignored; '
+                  'rebuild them with the command above and `--notebooks fig3_attention` (index.html says the same)', '']
     with atomic_write(out_dir / 'MANIFEST.md') as f: f.write('\n'.join(lines))
     return out_dir / 'MANIFEST.md'
 
@@ -916,8 +937,9 @@ def _source_cell(src, executed, index: int) -> dict:
     except Exception: return {'cell': index}
     return {'cell': i, 'cell_source': first[0] if first else ''}
 
-def normalise_notebook(path) -> Path:
-    "Drop what changes between two executions of the same notebook (timings, kernel and papermill versions) from `path`."
+def normalise_notebook(path,
+                       paths: dict | None = None) -> Path:   # {absolute path: as the command named it}, e.g. the checkout's outputs/<preset>
+    "Drop what changes between two executions of the same notebook (timings, kernel and papermill versions, where the checkout lies) from `path`."
     import nbformat
     nb = nbformat.read(str(path), as_version=4)
     pm = nb.metadata.get('papermill', {})
@@ -927,7 +949,10 @@ def normalise_notebook(path) -> Path:
     for c in nb.cells:
         c.metadata.pop('papermill', None); c.metadata.pop('execution', None)
         if 'injected-parameters' in c.metadata.get('tags', []): c['id'] = 'injected-parameters'   # papermill draws a random id
-    with atomic_write(path) as f: nbformat.write(nb, f)
+    text = nbformat.writes(nb)
+    for a, b in sorted((paths or {}).items(), key=lambda ab: -len(ab[0])):   # the longest first: /x/out/synthetic before /x/out
+        text = text.replace(json.dumps(str(a))[1:-1], json.dumps(str(b))[1:-1])
+    with atomic_write(path) as f: f.write(text if text.endswith('\n') else text + '\n')   # as nbformat.write
     return Path(path)
 
 _STYLE = re.compile(r'<style[^>]*>.*?</style>\s*', re.S)
@@ -939,13 +964,18 @@ def _html(ipynb) -> Path | None:
         body, _ = HTMLExporter().from_filename(str(ipynb))
     except Exception as e:
         print(f'[scegg reproduce] no HTML of {ipynb}: {type(e).__name__}: {e}', flush=True); return None
-    # nbconvert inlines the same ~300 KB of styles into every page: keep one copy, `nbconvert.css`, beside them
-    styles = _STYLE.findall(body)
+    # nbconvert inlines the same ~300 KB of styles into every page's <head>: keep one copy, `nbconvert.css`, beside
+    # them. Only the head's: a cell's own <style scoped> (a DataFrame's) stays in its page, so the shared file is the
+    # same whichever notebook was rendered last (it depends on nbconvert alone, pinned in constraints.txt)
+    cut = body.find('<body')
+    head, rest = (body[:cut], body[cut:]) if cut >= 0 else (body, '')
+    styles = _STYLE.findall(head)
     if styles:
         css = '\n'.join(re.sub(r'^<style[^>]*>|</style>\s*$', '', s.strip()) for s in styles)
         with atomic_write(Path(ipynb).parent / 'nbconvert.css') as f: f.write(css)
-        first = body.index(styles[0])
-        body = _STYLE.sub('', body[:first]) + '<link rel="stylesheet" href="nbconvert.css">\n' + _STYLE.sub('', body[first:])
+        first = head.index(styles[0])
+        body = (_STYLE.sub('', head[:first]) + '<link rel="stylesheet" href="nbconvert.css">\n' + _STYLE.sub('', head[first:])
+                + rest)
     out = Path(ipynb).with_suffix('.html')
     with atomic_write(out) as f: f.write(body)
     return out
@@ -1072,7 +1102,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
             r = run_notebook(p, stage / p.name, {**params, 'stage_dir': str((stage / 'files').resolve()),
                                                  'cached_only': params['cached_only'] or p.stem in planned})
             if r['status'] == 'ok':
-                normalise_notebook(stage / p.name)
+                normalise_notebook(stage / p.name, {str(out_dir.resolve()): str(out_dir)})   # the same bytes in any checkout
                 for f in sorted((stage / 'files').iterdir()): os.replace(f, out_dir / f.name)
                 os.replace(stage / p.name, out_dir / 'notebooks' / p.name)
                 (out_dir / 'notebooks' / 'failed' / p.name).unlink(missing_ok=True)
@@ -1117,34 +1147,56 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
     return summary
 
 # %% ../nbs/10_reproduce.ipynb #c046r
+def _report_table(csv) -> str:
+    "A CSV of `save_table` as an HTML table: a RangeIndex column (0, 1, ...) dropped, an unnamed index column headed ''."
+    df = pd.read_csv(csv)
+    first = df.columns[0] if len(df.columns) else None
+    if first is not None and str(first).startswith('Unnamed:'):
+        if df[first].tolist() == list(range(len(df))): df = df.drop(columns=first)
+        else: df = df.rename(columns={first: ''})
+    return df.to_html(index=False, na_rep='', border=0, classes='t')
+
 def write_report(out_dir) -> Path:
-    "`out_dir`/index.html: one static page with every table and figure, its caption, protocol, seeds and command, and links."
+    "`out_dir`/index.html: one static page with every table and figure, its caption, protocol, seeds and command, and links; made from committed files only."
     import html
     _ORDER = {n: i for i, n in enumerate(NOTEBOOKS)}
     out_dir = Path(out_dir); e = lambda s: html.escape(str(s))
-    metas = [(p, read_json(p)) for p in out_dir.glob('*.meta.json')]
-    metas.sort(key=lambda pm: (_ORDER.get(pm[1].get('notebook'), 99), pm[0].name))
     rep = read_json(out_dir / 'reproduce.json') if (out_dir / 'reproduce.json').exists() else {}
+    preset = rep.get('preset', out_dir.name)
+    # files that show a data set's images are git-ignored: the page never depends on them, whether they are here or not
+    metas = [(p, read_json(p)) for p in out_dir.glob('*.meta.json') if not _not_committed(p.name, preset)]
+    metas.sort(key=lambda pm: (_ORDER.get(pm[1].get('notebook'), 99), pm[0].name))
     link = lambda f, text=None: (f'<a href="{e(f)}">{e(text or f)}</a>' if (out_dir / f).exists() else '')
     def nb_link(nb):
         return ' / '.join(x for x in (link(f'notebooks/{nb}.html', f'{nb} (HTML)'), link(f'notebooks/{nb}.ipynb', f'{nb}.ipynb')) if x)
+    datasets = ', '.join(REPRO_PRESETS.get(preset, {}).get('datasets', ())) or 'the data set'
+    hidden = lambda nb: (f'not in the repository: it shows {e(datasets)} images, which are for non-commercial research use and '
+                         f'never committed (<code>.gitignore</code>); rebuild it here with <code>{e(rep.get("command", "scegg reproduce"))} '
+                         f'--notebooks {e(nb)}</code> (needs the images and the run cache)')
     body = [f'<h1>scegg reproduction: {e(out_dir.name)}</h1>',
             f"<p>Made by <code>{e(rep.get('command', '?'))}</code>. Every table and figure below says what it shows, "
             f"the protocol, the seeds of its runs and the command and notebook that made it. "
             f"{link('MANIFEST.md', 'MANIFEST.md')} lists the same in text.</p>", '<h2>Executed notebooks</h2><ul>']
     for nb, r in sorted((rep.get('notebooks') or {}).items(), key=lambda kv: _ORDER.get(kv[0], 99)):
+        if _not_committed(nb, preset): body.append(f'<li>{e(nb)}: {e(r.get("status"))}; {hidden(nb)}</li>'); continue
         body.append(f"<li>{nb_link(nb) or e(nb)}: {e(r.get('status'))}"
                     + (f" ({e(r.get('ename'))}: {e(r.get('evalue'))}; {link('notebooks/failed/' + nb + '.ipynb', 'failed run')})" if r.get('status') != 'ok' else '') + '</li>')
     body.append('</ul>')
+    if any(_not_committed(nb, preset) for nb in rep.get('notebooks') or {}):
+        body.append(f'<section id="fig3_attention"><h2>fig3_attention</h2><p class=caption>Fig. 3 (attribute attention on '
+                    f'test-unseen images) and its pointing game: {hidden("fig3_attention")}.</p></section>')
     for p, m in metas:
         files = m.get('files', [])
         name = p.name[:-len('.meta.json')]
         body.append(f'<section id="{e(name)}"><h2>{e(name)}</h2>')
         body.append(f"<p class=caption>{e(m.get('caption') or m.get('note') or name)}</p>")
         if f'{name}.png' in files and (out_dir / f'{name}.png').exists():
-            body.append(f'<figure><img src="{e(name)}.png" alt="{e(m.get("caption") or name)}" style="max-width:100%"></figure>')
+            # Fig. 3's strips (10 panels a row) keep their own size and scroll sideways; the others fit the page
+            style = 'max-width:none' if name.startswith('fig3_attention') else 'max-width:100%'
+            body.append(f'<figure style="overflow-x:auto;margin:0"><a href="{e(name)}.png"><img src="{e(name)}.png" '
+                        f'alt="{e(m.get("caption") or name)}" style="{style}"></a></figure>')
         if f'{name}.csv' in files and (out_dir / f'{name}.csv').exists():
-            try: body.append(pd.read_csv(out_dir / f'{name}.csv').to_html(index=False, na_rep='', border=0, classes='t'))
+            try: body.append(_report_table(out_dir / f'{name}.csv'))
             except Exception as x: body.append(f'<p>table unreadable: {e(x)}</p>')
         body.append('<dl>' + ''.join(f'<dt>{e(k)}</dt><dd>{v}</dd>' for k, v in (
             ('protocol', e(m.get('protocol'))), ('seeds', e(m.get('seeds'))), ('varies', e(', '.join(m.get('axes') or []) or '-')),

@@ -122,7 +122,7 @@ def test_cli_predict_prints_top5_and_writes_figures(smoke, tmp_path, capsys):
     probs = [float(l.split()[-1]) for l in out[1:6]]
     assert ranks == ['1.', '2.', '3.', '4.', '5.'] and probs == sorted(probs, reverse=True)
     for im in imgs:
-        png = tmp_path / 'fig' / f'{Path(im).stem}.attention.png'
+        png = tmp_path / 'fig' / f'{Path(im).parent.name}-{Path(im).stem}.attention.png'   # folder (class) and name
         assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 5000
 
 
@@ -211,7 +211,7 @@ def test_cub_mini_run_predicts_unseen_birds(shared, tmp_path, capsys):
     q = predict(tmp_path / 'run', images=imgs[:10], att=data.original_att[two], class_names=[data.class_names[i] for i in two])
     assert q.class_names == [data.class_names[i] for i in two] and q.probs.shape == (10, 2)
     assert main(['predict', str(tmp_path / 'run'), imgs[0], '--out', str(tmp_path / 'fig')]) == 0
-    assert (tmp_path / 'fig' / f'{Path(imgs[0]).stem}.attention.png').read_bytes()[:4] == b'\x89PNG'
+    assert (tmp_path / 'fig' / f'{Path(imgs[0]).parent.name}-{Path(imgs[0]).stem}.attention.png').read_bytes()[:4] == b'\x89PNG'
     assert capsys.readouterr().out.splitlines()[1].startswith('  1. ')
 
 
