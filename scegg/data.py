@@ -448,7 +448,8 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     cub_cls = [v for _, v in _id_lines(_find('CUB classes.txt', *F['classes']), 'CUB classes.txt')]
     cont_p = _find('CUB class_attribute_labels_continuous.txt', *F['continuous'])
     try: cont = np.loadtxt(cont_p, dtype=np.float64, ndmin=2)
-    except ValueError as e: raise SceggError(f'{cont_p} is not a table of numbers ({e}); expected 200 x 312 values') from e
+    except ValueError as e: raise SceggError(f'{cont_p} is not a table of numbers ({e}); expected {len(cub_cls)} rows '
+                                             '(one per class of classes.txt) of K attribute values') from e
     check(cont.shape[0] == len(cub_cls), f'{cont_p} has {cont.shape[0]} rows; expected one per CUB class ({len(cub_cls)})')
     cont = _finite(cont, cont_p, 'class attributes')
     K = cont.shape[1]
@@ -460,7 +461,8 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     classes = _id_lines(mini/'classes.txt', 'classes.txt of CUB-mini')
     src_name = dict(classes)
     unknown = [n for _, n in classes if _bare(n) not in cub_index]
-    if unknown: raise SceggError(f'{mini/"classes.txt"} names {unknown[0]!r}, which is not a CUB class; expected names from CUB classes.txt')
+    if unknown: raise SceggError(f'{mini/"classes.txt"} names {unknown[0]!r}, which is not a CUB class; expected names from CUB classes.txt '
+                                 '(for classes of your own, use the image-set data set: scegg data check image-set --root FOLDER)')
     lists = {}
     for k, f in (('seen', seen_classes_file), ('unseen', unseen_classes_file)):
         p = Path(f) if f is not None else _find(f'xlsa17 CUB {"trainclasses1" if k == "seen" else "valclasses1"}.txt',

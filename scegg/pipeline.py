@@ -110,6 +110,7 @@ PAPER_REFERENCE = {'CUB': 'paper-CUB', 'CUB-224': 'paper-CUB', 'SUN': 'paper-SUN
 # settings with more GAN epochs. The epoch count was chosen on a validation view (CUB-mini's, seeds 3483-3484 of
 # outputs/word-vectors/): validation H was still rising at cub-mini's 5th and last epoch; see the
 # "Bring your own data set" section of the README. Not a paper setting: every result lists it in differs_from_paper.
+PRESETS['own-smoke'] = {**PRESETS['smoke'], 'dataset': 'image-set', 'data_options': {}}   # seconds: a check of the path, not a result
 PRESETS['own-small'] = dict(dataset='image-set', backbone='efficientnet_lite0', seed=3483, threads=1,
                             scen=dict(batch_size=32, stage1_iters=200, stage2_iters=300, cls_hidden=512, lr=1e-3),
                             eggn=dict(epochs=10, batch_size=64, hidden=1024, syn_num=100, classifier_epochs=10, lr=1e-3,
