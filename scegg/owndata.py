@@ -34,7 +34,7 @@ def attribute_table_vectors(att,    # C x K class-attribute table (raw or normal
 def fallback_note(n_seen: int) -> str:
     return (f'word vectors: derived from the attribute table (each attribute\'s values in the {n_seen} seen classes; '
             f'no word-vector file was given or --word-vectors attributes was asked for), not word2vec as in the paper; '
-            f'its cost on CUB-mini is in {WORD_VECTOR_COST}.')
+            f'its measured cost: {WORD_VECTOR_COST}.')
 
 # %% ../nbs/13_owndata.ipynb #c008
 def read_word_vectors(path, attribute_names: list) -> np.ndarray:
