@@ -445,7 +445,8 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     check(mini.is_dir(), f'{mini} is not a folder; expected the CUB-mini folder (classes.txt, images.txt, images/)')
     F = cub_files(cub)
     # CUB's 200 classes and their continuous attributes (classes.txt order)
-    cub_cls = [v for _, v in _id_lines(_find('CUB classes.txt', *F['classes']), 'CUB classes.txt')]
+    cub_cls = [v for _, v in _id_lines(_find('CUB classes.txt (CUB-mini reads CUB classes and attributes; for classes of '
+                                             'your own use the image-set data set)', *F['classes']), 'CUB classes.txt')]
     cont_p = _find('CUB class_attribute_labels_continuous.txt', *F['continuous'])
     try: cont = np.loadtxt(cont_p, dtype=np.float64, ndmin=2)
     except ValueError as e: raise SceggError(f'{cont_p} is not a table of numbers ({e}); expected {len(cub_cls)} rows '
@@ -454,7 +455,9 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     cont = _finite(cont, cont_p, 'class attributes')
     K = cont.shape[1]
     try: names = [re.sub(r'^\d+\s+', '', l) for l in read_lines(_find('CUB attributes.txt', *F['attributes']))]
-    except SceggError: names = [f'attr_{i:03d}' for i in range(K)]
+    except SceggError: names = None   # said in the caveat, not silently
+    unnamed = names is None
+    if unnamed: names = [f'attr_{i:03d}' for i in range(K)]
     check(len(names) == K, f'CUB attributes.txt lists {len(names)} names; expected {K} (columns of {cont_p.name})')
     cub_index = {_bare(n): i for i, n in enumerate(cub_cls)}
     # the mini folder
@@ -507,7 +510,8 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
         'may have seen them and zero-shot numbers may be optimistic.')
     return ZSLDataset(name or 'CUB-mini', class_names, names, l2_rows(orig), orig.astype(np.float32), wv, seen, unseen,
                       paths, labels, splits, vt, vu, root=str(mini), release='cub-mini',
-                      caveat=caveat + (f' {wv_note}' if wv_note else ''),
+                      caveat=caveat + (f' {wv_note}' if wv_note else '') +
+                             (' attribute names: no attributes.txt found, so they are attr_000 ...' if unnamed else ''),
                       extras={'source_image_ids': np.array(src_ids), 'cub_class_index': np.array(rows),
                               'cub_root': str(cub), 'word_vectors': str(wv_p)})
 

@@ -255,7 +255,8 @@ def paired_differences(a: list, b: list, protocol: str = 'validation',
 
 # %% ../nbs/10_reproduce.ipynb #c023
 def ablation_table(groups: dict,          # {ablation row: [results]}; must hold 'full model'
-                   protocols=PROTOCOLS) -> pd.DataFrame:
+                   protocols=PROTOCOLS,
+                   paper_columns: bool = True) -> pd.DataFrame:   # the paper's drops (CUB, SUN); off for a data set of your own
     "Acc and H per ablation row and protocol, our drop from the full model on the row's own seeds, and the paper's drops (CUB, SUN)."
     check('full model' in groups, "the ablation needs the 'full model' row to measure drops from")
     rows = []
@@ -269,7 +270,7 @@ def ablation_table(groups: dict,          # {ablation row: [results]}; must hold
             drop = lambda m: '' if name == 'full model' else '-' if not res else f"{ms[m][0] - full[m][0]:+.1f}"
             cells[f'{p}: ΔAcc'], cells[f'{p}: ΔH'] = drop('czsl_acc'), drop('H')
         ref = PAPER_ABLATION.get(_PAPER_ABLATION_ROW.get(name, ''), {})
-        for ds in ('CUB', 'SUN'):
+        for ds in ('CUB', 'SUN') if paper_columns else ():
             cells[f'paper {ds}: ΔAcc / ΔH'] = f'{ref[ds][0]:+.1f} / {ref[ds][1]:+.1f}' if ds in ref else ''
         rows.append(cells)
     return pd.DataFrame(rows).set_index('row')
@@ -489,7 +490,7 @@ def ablation_experiment(ex: Experiment) -> dict:
         several = len({s for ss in seeds.values() for s in ss}) > 1   # rows over all seeds (`ablation_all_seeds`)
         axes = sorted({k for o in ABLATIONS.values() for k in o} | ({'seed'} if several else set()))
         check_table_runs(res, axes)
-        out[ds] = {'table': ablation_table(g), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
+        out[ds] = {'table': ablation_table(g, paper_columns=ds not in ex.dataset_of and ds != 'image-set'), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
                    'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res}),
                    'missing': missing, 'missing_md': bold_paragraph(missing)}
     return out
