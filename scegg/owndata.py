@@ -32,6 +32,7 @@ def attribute_table_vectors(att,    # C x K class-attribute table (raw or normal
     return np.ascontiguousarray(a.T, dtype=np.float32)
 
 def fallback_note(n_seen: int) -> str:
+    "The caveat sentence every result of a run on fallback word vectors carries."
     return (f'word vectors: derived from the attribute table (each attribute\'s values in the {n_seen} seen classes; '
             f'no word-vector file was given or --word-vectors attributes was asked for), not word2vec as in the paper; '
             f'its measured cost: {WORD_VECTOR_COST}.')

@@ -127,7 +127,7 @@ def _split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     return top, scen, eggn
 
 def make_config(preset: str = 'smoke', overrides: dict | None = None) -> RunConfig:
-    "The `RunConfig` of `preset` ('smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2'; any case) with `overrides` ({'seed': 1, 'eggn.epochs': 3, ...})."
+    "The `RunConfig` of `preset` ('smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2', 'own-smoke', 'own-small'; any case) with `overrides` ({'seed': 1, 'eggn.epochs': 3, ...})."
     key = {k.lower(): k for k in PRESETS}.get(str(preset).lower())   # one rule for presets and data sets: any case
     check(key is not None, f"preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
     p = PRESETS[key]
@@ -467,7 +467,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
           force: bool = False,                  # overwrite a run folder of another configuration
           scen_cache=None,                      # folder shared by runs that keep the same SCEN
           protocols=('validation', 'paper')) -> dict:
-    "Run SC-EGG (or the TF-VAEGAN baseline) end to end, write `out/results.json` and return it as a dict ({'protocols': {'validation': {'czsl_acc', 'U', 'S', 'H'}, 'paper': {...}}, 'config', 'seed', ...}, fractions); presets: 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2'."
+    "Run SC-EGG (or the TF-VAEGAN baseline) end to end, write `out/results.json` and return it as a dict ({'protocols': {'validation': {'czsl_acc', 'U', 'S', 'H'}, 'paper': {...}}, 'config', 'seed', ...}, fractions); presets: 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2', 'own-smoke', 'own-small'."
     if isinstance(cfg, str): cfg = make_config(cfg, overrides)
     _check_run(cfg)
     dev = resolve_device(device)

@@ -993,7 +993,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               data_options: dict | None = None,  # loader options of every run (your own image set: cub_root, name, ...)
               cached_only: bool = False,    # train nothing: Table 2 and Fig. 5 leave out (and name) runs not yet in the cache
               verbose: bool = True) -> dict:
-    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
+    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper', 'own-smoke' or 'own-small' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
     t0 = time.time()
     out_dir = Path(out) / preset
