@@ -25,11 +25,14 @@ WORD_VECTOR_COST = 'outputs/word-vectors/README.md'
 
 def attribute_table_vectors(att,    # C x K class-attribute table (raw or normalised)
                             seen,   # the seen class ids: only their rows are used
+                            identity: bool = False,   # prepend I_K: E = K + C_s, full rank (variant 'attributes+identity')
                             ) -> np.ndarray:
     "Fallback word vectors (K x C_s): each attribute's values in the L2-normalised rows of the seen classes."
     a = l2_rows(np.asarray(att, dtype=np.float64))[np.asarray(seen, dtype=np.int64)]
     check(a.shape[0] >= 1, 'attribute_table_vectors: expected at least one seen class')
-    return np.ascontiguousarray(a.T, dtype=np.float32)
+    v = a.T
+    if identity: v = np.concatenate([np.eye(v.shape[0]), l2_rows(v)], axis=1)
+    return np.ascontiguousarray(v, dtype=np.float32)
 
 def fallback_note(n_seen: int) -> str:
     "The caveat sentence every result of a run on fallback word vectors carries."
@@ -64,8 +67,9 @@ def read_word_vectors(path, attribute_names: list) -> np.ndarray:
 def resolve_word_vectors(spec, defaults: list, att, seen, attribute_names: list) -> tuple:
     "(K x E vectors, source, note or None): `spec` a file or 'attributes'; None: the first of `defaults` that exists, else the fallback."
     if spec is None: spec = next((p for p in defaults if Path(p).is_file()), WORD_VECTOR_FALLBACK)
-    if str(spec) == WORD_VECTOR_FALLBACK:
-        return attribute_table_vectors(att, seen), WORD_VECTOR_FALLBACK, fallback_note(len(seen))
+    if str(spec) in (WORD_VECTOR_FALLBACK, WORD_VECTOR_FALLBACK + '+identity'):
+        return (attribute_table_vectors(att, seen, identity=str(spec).endswith('+identity')), str(spec),
+                fallback_note(len(seen)))
     return read_word_vectors(spec, attribute_names), str(spec), None
 
 # %% ../nbs/13_owndata.ipynb #c010
