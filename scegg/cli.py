@@ -25,13 +25,13 @@ def _parse_sets(pairs) -> dict:
 _DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
                'name': '--name', 'class_attributes': '--class-attributes', 'word_vectors': '--word-vectors',
                'attribute_names': '--attribute-names', 'val_unseen_classes_file': '--val-unseen-classes'}
-_NOT_PATHS = {'name': None, 'word_vectors': 'attributes'}   # a name, or the word-vector fallback's keyword, not a file
+_NOT_PATHS = {'word_vectors': ('attributes', 'attributes+identity')}   # the word-vector fallback's keywords, not files
 
 def _data_options(a, dataset=None) -> dict:
     "Loader options from --cub-root, --seen-classes, --unseen-classes and --name (paths made absolute)."
     from scegg.data import loader_options, canonical_dataset
     opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in _DATA_FLAGS.items()}
-    opts = {k: (v if k == 'name' or (k in _NOT_PATHS and v == _NOT_PATHS[k]) else str(Path(v).expanduser().resolve()))
+    opts = {k: (v if k == 'name' or v in _NOT_PATHS.get(k, ()) else str(Path(v).expanduser().resolve()))
             for k, v in opts.items() if v is not None}
     dataset = dataset or a.dataset
     if opts and canonical_dataset(dataset) is not None:
