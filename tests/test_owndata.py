@@ -120,3 +120,11 @@ def test_sun_attributes_for_scenes_of_ones_own(shared, tmp_path):
     ds = load_image_set(root, class_attributes=shared / 'SUN' / 'att_splits.mat', name='sun15')
     assert (ds.n_classes, ds.n_attributes, len(ds.seen), len(ds.val_unseen_classes)) == (15, 102, 10, 5)
     assert 'fixed schedule' not in ds.caveat   # 5 validation-unseen classes: epochs are chosen on the view
+
+
+def test_default_fallback_is_identity_plus_table(tmp_path):
+    ds = load_image_set(make_image_set_fixture(tmp_path / 'd'))
+    K, Cs = ds.n_attributes, len(ds.seen)
+    assert ds.extras['word_vectors'] == 'attributes+identity' and ds.word_vectors.shape == (K, K + Cs)
+    np.testing.assert_allclose(ds.word_vectors[:, :K], np.eye(K))
+    assert 'attributes+identity' in ds.caveat
