@@ -912,7 +912,7 @@ def _local_kernel_manager():
     from jupyter_client.manager import KernelManager
     class LocalKernelManager(KernelManager):
         "A kernel on this machine over IPC sockets (files in Jupyter's runtime folder), not TCP: no unencrypted-TCP warning."
-        def __init__(self, **kw): super().__init__(**{'transport': 'ipc', **kw})
+        def __init__(self, **kw): super().__init__(**{'transport': 'tcp' if os.name == 'nt' else 'ipc', **kw})   # no IPC on Windows
     return LocalKernelManager
 
 def __getattr__(name):   # scegg.reproduce.LocalKernelManager, imported only when a notebook runs
