@@ -135,7 +135,8 @@ def cmd_reproduce(a):
 def summary_table(r: dict) -> str:
     "A few lines for the terminal: each protocol's CZSL Acc and GZSL U/S/H (%), SCEN alone and ESZSL."
     rows = [('protocol', 'CZSL', 'U', 'S', 'H')]
-    for name, m in r.get('protocols', {}).items(): rows.append((f"{r['method']} [{name}]", m['czsl_acc'], m['U'], m['S'], m['H']))
+    for name, m in r.get('protocols', {}).items():   # a too-small validation view reports the fixed schedule, and says so
+        rows.append((f"{r['method']} [{'fixed schedule' if m.get('fixed_schedule') else name}]", m['czsl_acc'], m['U'], m['S'], m['H']))
     for name in ('scen_alone', 'eszsl'):
         if r.get(name): m = r[name]; rows.append((name, m['czsl_acc'], m['U'], m['S'], m['H']))
     fmt = lambda v: v if isinstance(v, str) else f'{100 * v:5.1f}'
