@@ -23,18 +23,21 @@ def _parse_sets(pairs) -> dict:
     return out
 
 _DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
-               'name': '--name'}
+               'name': '--name', 'class_attributes': '--class-attributes', 'word_vectors': '--word-vectors',
+               'attribute_names': '--attribute-names', 'val_unseen_classes_file': '--val-unseen-classes'}
+_NOT_PATHS = {'word_vectors': ('attributes', 'attributes+identity')}   # the word-vector fallback's keywords, not files
 
 def _data_options(a, dataset=None) -> dict:
     "Loader options from --cub-root, --seen-classes, --unseen-classes and --name (paths made absolute)."
     from scegg.data import loader_options, canonical_dataset
     opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in _DATA_FLAGS.items()}
-    opts = {k: (v if k == 'name' else str(Path(v).expanduser().resolve())) for k, v in opts.items() if v is not None}
+    opts = {k: (v if k == 'name' or v in _NOT_PATHS.get(k, ()) else str(Path(v).expanduser().resolve()))
+            for k, v in opts.items() if v is not None}
     dataset = dataset or a.dataset
     if opts and canonical_dataset(dataset) is not None:
         bad = [_DATA_FLAGS[k] for k in opts if k not in loader_options(dataset)]
-        check(not bad, f'{", ".join(bad)} do(es) not apply to {dataset}; they describe an image folder in the CUB-mini layout '
-              '(scegg train CUB-mini --root FOLDER ...)')
+        check(not bad, f'{", ".join(bad)} do(es) not apply to {dataset}; they describe an image set of your own '
+              '(scegg train image-set --root FOLDER ..., or CUB-mini for CUB-layout birds; see "Bring your own data set" in the README)')
     return opts
 
 def _dataset(name: str) -> str:
@@ -81,7 +84,7 @@ def cmd_data_extract(a):
     print(ensure_store(data, cfg, dev, verify=True))
 
 _DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB-224': 'cub-cpu', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
-                   'AWA2': 'paper-AWA2'}
+                   'AWA2': 'paper-AWA2', 'IMAGE-SET': 'own-small'}
 
 def cmd_train(a):
     from scegg.pipeline import make_config, train, PRESETS
@@ -168,7 +171,8 @@ def cmd_reproduce(a):
 def summary_table(r: dict) -> str:
     "A few lines for the terminal: each protocol's CZSL Acc and GZSL U/S/H (%), SCEN alone and ESZSL."
     rows = [('protocol', 'CZSL', 'U', 'S', 'H')]
-    for name, m in r.get('protocols', {}).items(): rows.append((f"{r['method']} [{name}]", m['czsl_acc'], m['U'], m['S'], m['H']))
+    for name, m in r.get('protocols', {}).items():   # a too-small validation view reports the fixed schedule, and says so
+        rows.append((f"{r['method']} [{'fixed schedule' if m.get('fixed_schedule') else name}]", m['czsl_acc'], m['U'], m['S'], m['H']))
     for name in ('scen_alone', 'eszsl'):
         if r.get(name): m = r[name]; rows.append((name, m['czsl_acc'], m['U'], m['S'], m['H']))
     fmt = lambda v: v if isinstance(v, str) else f'{100 * v:5.1f}'
@@ -177,19 +181,31 @@ def summary_table(r: dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/09_cli.ipynb #c008
-_ROOT_HELP = ("the data folder (xlsa17 data sets: the folder holding xlsa17/, CUB/, SUN/, AWA2/, w2v/; CUB-mini, CUB-224: "
-              "the image folder; default: ../shared/data or $SCEGG_SHARED_DATA)")
+_ROOT_HELP = ("the data folder (xlsa17 data sets: the folder holding xlsa17/, CUB/, SUN/, AWA2/, w2v/; CUB-mini, CUB-224, "
+              "image-set: the image folder; default: ../shared/data or $SCEGG_SHARED_DATA)")
 _DEVICE_HELP = "cpu, cuda or cuda:N (default cpu)"
 _FEATURES_HELP = "where feature stores go (default $SCEGG_DATA, else ~/.cache/scegg)"
 
 def _add_data_flags(x):
-    g = x.add_argument_group('your own image set (a folder in the CUB-mini layout: classes.txt, images.txt, '
-                             'image_class_labels.txt, train_test_split.txt, images/)')
-    g.add_argument('--cub-root', default=None, metavar='FOLDER', help='class attributes, attribute names, word vectors '
+    g = x.add_argument_group('your own image set (image-set: --root FOLDER with images/<class>/..., attributes.csv, '
+                             'unseen.txt; CUB-mini: a CUB-layout folder of CUB classes)')
+    g.add_argument('--class-attributes', default=None, metavar='FILE', help='image-set: the class-attribute table, a CSV '
+                   '(header class,<attribute names>; one row per class) or an xlsa17 att_splits.mat (default: '
+                   'FOLDER/attributes.csv, else FOLDER/att_splits.mat)')
+    g.add_argument('--attribute-names', default=None, metavar='FILE', help='image-set: attribute names of a .mat table, one a '
+                   'line or an attributes.mat (default: attributes.txt or attributes.mat beside it)')
+    g.add_argument('--word-vectors', default=None, metavar='FILE', help='one vector per attribute: .csv (name,v1,...), .npy '
+                   "or pickle (K x E); 'attributes': derive them from the attribute table (the default when no file is "
+                   'found; a deviation every result names)')
+    g.add_argument('--seen-classes', default=None, metavar='FILE', help='seen class names, one a line (default: image-set: '
+                   'FOLDER/seen.txt, else every other class with images; CUB-mini: trainclasses1.txt)')
+    g.add_argument('--unseen-classes', default=None, metavar='FILE', help='unseen class names, one a line (default: image-set: '
+                   'FOLDER/unseen.txt; CUB-mini: valclasses1.txt)')
+    g.add_argument('--val-unseen-classes', default=None, metavar='FILE', help='image-set: the validation-unseen classes, '
+                   'seen classes held out to choose epochs (default: FOLDER/val_unseen.txt, else a seeded share)')
+    g.add_argument('--cub-root', default=None, metavar='FOLDER', help='CUB-mini: class attributes, attribute names, word vectors '
                    'and default class lists (CUB_200_2011 layout; default: the parent of --root)')
-    g.add_argument('--seen-classes', default=None, metavar='FILE', help='seen class names, one a line (default: trainclasses1.txt)')
-    g.add_argument('--unseen-classes', default=None, metavar='FILE', help='unseen class names, one a line (default: valclasses1.txt)')
-    g.add_argument('--name', default=None, help='its name: runs, the feature store (features/NAME/) and the caveat use it')
+    g.add_argument('--name', default=None, help='its name: runs, the feature store (features/NAME/), tables and the caveat use it')
 
 def build_parser() -> argparse.ArgumentParser:
     from scegg.data import DATASETS

@@ -437,31 +437,35 @@ def cub_files(cub_root) -> dict:
 # %% ../nbs/01_data.ipynb #c029
 def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_classes_file=None,
                   holdout: float = 0.2, seed: int = 0,
-                  name: str | None = None) -> ZSLDataset:   # the data set's name (default CUB-mini): runs, stores and caveat use it
+                  name: str | None = None,   # the data set's name (default CUB-mini): runs, stores and caveat use it
+                  word_vectors=None) -> ZSLDataset:   # a K x E file, or 'attributes': vectors from the attribute table (scegg.owndata); default CUB_attribute.pkl if found
     "The real CUB subset of `mini_root` as a zero-shot benchmark (attributes and word vectors from `cub_root`)."
     mini = Path(mini_root) if mini_root is not None else default_shared_data()/'CUB'/'mini_dev'
     cub = Path(cub_root) if cub_root is not None else mini.parent
     check(mini.is_dir(), f'{mini} is not a folder; expected the CUB-mini folder (classes.txt, images.txt, images/)')
     F = cub_files(cub)
     # CUB's 200 classes and their continuous attributes (classes.txt order)
-    cub_cls = [v for _, v in _id_lines(_find('CUB classes.txt', *F['classes']), 'CUB classes.txt')]
+    cub_cls = [v for _, v in _id_lines(_find('CUB classes.txt (CUB-mini reads CUB classes and attributes; for classes of '
+                                             'your own use the image-set data set)', *F['classes']), 'CUB classes.txt')]
     cont_p = _find('CUB class_attribute_labels_continuous.txt', *F['continuous'])
     try: cont = np.loadtxt(cont_p, dtype=np.float64, ndmin=2)
-    except ValueError as e: raise SceggError(f'{cont_p} is not a table of numbers ({e}); expected 200 x 312 values') from e
+    except ValueError as e: raise SceggError(f'{cont_p} is not a table of numbers ({e}); expected {len(cub_cls)} rows '
+                                             '(one per class of classes.txt) of K attribute values') from e
     check(cont.shape[0] == len(cub_cls), f'{cont_p} has {cont.shape[0]} rows; expected one per CUB class ({len(cub_cls)})')
     cont = _finite(cont, cont_p, 'class attributes')
     K = cont.shape[1]
     try: names = [re.sub(r'^\d+\s+', '', l) for l in read_lines(_find('CUB attributes.txt', *F['attributes']))]
-    except SceggError: names = [f'attr_{i:03d}' for i in range(K)]
+    except SceggError: names = None   # said in the caveat, not silently
+    unnamed = names is None
+    if unnamed: names = [f'attr_{i:03d}' for i in range(K)]
     check(len(names) == K, f'CUB attributes.txt lists {len(names)} names; expected {K} (columns of {cont_p.name})')
-    wv_p = _find('CUB_attribute.pkl word vectors', *F['w2v'])
-    wv = load_word_vectors(wv_p, K)
     cub_index = {_bare(n): i for i, n in enumerate(cub_cls)}
     # the mini folder
     classes = _id_lines(mini/'classes.txt', 'classes.txt of CUB-mini')
     src_name = dict(classes)
     unknown = [n for _, n in classes if _bare(n) not in cub_index]
-    if unknown: raise SceggError(f'{mini/"classes.txt"} names {unknown[0]!r}, which is not a CUB class; expected names from CUB classes.txt')
+    if unknown: raise SceggError(f'{mini/"classes.txt"} names {unknown[0]!r}, which is not a CUB class; expected names from CUB classes.txt '
+                                 '(for classes of your own, use the image-set data set: scegg data check image-set --root FOLDER)')
     lists = {}
     for k, f in (('seen', seen_classes_file), ('unseen', unseen_classes_file)):
         p = Path(f) if f is not None else _find(f'xlsa17 CUB {"trainclasses1" if k == "seen" else "valclasses1"}.txt',
@@ -497,13 +501,17 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     vt = np.setdiff1d(seen, vu)
     splits.update(make_validation_split(splits['trainval'].ids, splits['trainval'].labels, vt, vu, holdout, seed))
     orig = cont[rows]
+    from scegg.owndata import resolve_word_vectors   # a word-vector file, or the fallback from the attribute table
+    wv, wv_p, wv_note = resolve_word_vectors(word_vectors, F['w2v'], orig, seen, names)
     check(name is None or (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9][\w.+-]*', name)),
           f'data set name {name!r}: expected letters, digits, ".", "_", "+" or "-" (it names a folder)')
     caveat = CUB_MINI_CAVEAT if name in (None, 'CUB-mini') else (
         f'{name}: a CUB-layout image set ({mini}); some CUB classes are ImageNet-1K classes, so an ImageNet backbone '
         'may have seen them and zero-shot numbers may be optimistic.')
     return ZSLDataset(name or 'CUB-mini', class_names, names, l2_rows(orig), orig.astype(np.float32), wv, seen, unseen,
-                      paths, labels, splits, vt, vu, root=str(mini), release='cub-mini', caveat=caveat,
+                      paths, labels, splits, vt, vu, root=str(mini), release='cub-mini',
+                      caveat=caveat + (f' {wv_note}' if wv_note else '') +
+                             (' attribute names: no attributes.txt found, so they are attr_000 ...' if unnamed else ''),
                       extras={'source_image_ids': np.array(src_ids), 'cub_class_index': np.array(rows),
                               'cub_root': str(cub), 'word_vectors': str(wv_p)})
 
@@ -614,7 +622,7 @@ def image_problems(path) -> list[str]:
     except Exception as e: return [f'{path} could not be decoded as an image ({type(e).__name__}: {e})']
 
 # %% ../nbs/01_data.ipynb #c038
-DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic')
+DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic', 'image-set')
 
 def canonical_dataset(name: str) -> str | None:
     "The registered spelling of dataset `name` (case and '_'/'-' ignored: 'cub_mini' -> 'CUB-mini'), None if unknown."
@@ -628,17 +636,23 @@ def loader_options(name: str) -> set:
     if key == 'synthetic':
         from scegg.synthetic import load_synthetic, SynthConfig
         fn, extra = load_synthetic, {f.name for f in dataclasses.fields(SynthConfig)}
+    elif key == 'image-set':
+        from scegg.owndata import load_image_set
+        fn, extra = load_image_set, set()
     else: fn, extra = {'CUB-mini': load_cub_mini, 'CUB-224': load_cub_224}.get(key, load_xlsa17), set()
     ps = inspect.signature(fn).parameters
     return {k for k, p in list(ps.items())[1:] if p.kind is not p.VAR_KEYWORD} - {'dataset'} | extra
 
 def load_dataset(dataset: str, root=None, **options) -> ZSLDataset:
-    "Benchmark `dataset` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224' or 'synthetic'; any case) under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
+    "Benchmark `dataset` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic' or 'image-set': your own; any case) under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
     key = canonical_dataset(dataset)
     check(key is not None, f'unknown dataset {dataset!r}; expected one of {", ".join(DATASETS)}')
     if key == 'synthetic':
         from scegg.synthetic import load_synthetic
         return load_synthetic(root, **options)
+    if key == 'image-set':   # any image set with any class attributes (scegg.owndata)
+        from scegg.owndata import load_image_set
+        return load_image_set(root, **options)
     if key == 'CUB-mini': return load_cub_mini(root, **options)
     if key == 'CUB-224': return load_cub_224(root, **options)
     check(root is not None, f'dataset {key} needs a data root (the folder holding xlsa17/, {key}/ and w2v/); pass --root')

@@ -91,6 +91,12 @@ REPRO_PRESETS = {
                   sweeps={'eggn.syn_num': (100, 200, 400, 800), 'eggn.guide_seen': (0.1, 1.0, 10.0),
                           'eggn.guide_unseen': (0.0001, 0.001, 0.01)}),
 }
+# An image set of your own (scegg.owndata): `scegg reproduce --preset own-small --root FOLDER --name NAME`.
+REPRO_PRESETS['own-small'] = dict(datasets=('image-set',), train={'image-set': 'own-small'}, n_seeds=3, overrides={},
+                                  sweeps={'eggn.syn_num': (50, 100, 200), 'eggn.guide_seen': (0.1, 1.0, 10.0),
+                                          'eggn.guide_unseen': (0.0001, 0.001, 0.01)})
+# The same at smoke size (seconds): checks that a set of your own goes through every notebook before the real run.
+REPRO_PRESETS['own-smoke'] = {**REPRO_PRESETS['smoke'], 'datasets': ('image-set',), 'train': {'image-set': 'own-smoke'}}
 
 def repro_preset(name: str) -> dict:
     "The reproduction preset `name` ('smoke', 'synthetic', 'cub-mini' or 'paper'): {'datasets', 'train', 'n_seeds', 'overrides', 'sweeps'}."
@@ -253,7 +259,8 @@ def paired_differences(a: list, b: list, protocol: str = 'validation',
 
 # %% ../nbs/10_reproduce.ipynb #c023
 def ablation_table(groups: dict,          # {ablation row: [results]}; must hold 'full model'
-                   protocols=PROTOCOLS) -> pd.DataFrame:
+                   protocols=PROTOCOLS,
+                   paper_columns: bool = True) -> pd.DataFrame:   # the paper's drops (CUB, SUN); off for a data set of your own
     "Acc and H per ablation row and protocol, our drop from the full model on the row's own seeds, and the paper's drops (CUB, SUN)."
     check('full model' in groups, "the ablation needs the 'full model' row to measure drops from")
     rows = []
@@ -267,7 +274,7 @@ def ablation_table(groups: dict,          # {ablation row: [results]}; must hold
             drop = lambda m: '' if name == 'full model' else '-' if not res else f"{ms[m][0] - full[m][0]:+.1f}"
             cells[f'{p}: ΔAcc'], cells[f'{p}: ΔH'] = drop('czsl_acc'), drop('H')
         ref = PAPER_ABLATION.get(_PAPER_ABLATION_ROW.get(name, ''), {})
-        for ds in ('CUB', 'SUN'):
+        for ds in ('CUB', 'SUN') if paper_columns else ():
             cells[f'paper {ds}: ΔAcc / ΔH'] = f'{ref[ds][0]:+.1f} / {ref[ds][1]:+.1f}' if ds in ref else ''
         rows.append(cells)
     return pd.DataFrame(rows).set_index('row')
@@ -424,9 +431,13 @@ class Experiment:
             os.environ.setdefault('SCEGG_DATA', str(Path(self._tmp.name) / 'data'))
         else: self.runs = Path(self.out_dir) / 'runs'
         self.datasets = list(self.datasets or self.spec['datasets'])
+        self.dataset_of = {}   # a data set's label in tables, captions and errors -> its registered loader
+        name = (self.data_options or {}).get('name')
+        if name and len(self.datasets) == 1:   # your own data set goes by its own name (and gets no paper rows)
+            self.dataset_of[name] = self.datasets[0]; self.datasets = [name]
 
     def train_preset(self, dataset: str) -> str:
-        t = self.spec['train']
+        t, dataset = self.spec['train'], self.dataset_of.get(dataset, dataset)
         check(dataset in t, f"reproduction preset {self.preset!r} has no training preset for {dataset!r}; it knows {', '.join(t)}")
         return t[dataset]
 
@@ -505,7 +516,7 @@ def ablation_experiment(ex: Experiment) -> dict:
         several = len({s for ss in seeds.values() for s in ss}) > 1   # rows over all seeds (`ablation_all_seeds`)
         axes = sorted({k for o in ABLATIONS.values() for k in o} | ({'seed'} if several else set()))
         check_table_runs(res, axes)
-        out[ds] = {'table': ablation_table(g), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
+        out[ds] = {'table': ablation_table(g, paper_columns=ds not in ex.dataset_of and ds != 'image-set'), 'banner': banner(res, [n for n, rs in g.items() for _ in rs]), 'results': res,
                    'axes': axes, 'seed': seeds['full model'][0], 'seeds': sorted({r['seed'] for r in res}),
                    'missing': missing, 'missing_md': bold_paragraph(missing)}
     return out
@@ -980,13 +991,24 @@ def _html(ipynb) -> Path | None:
     with atomic_write(out) as f: f.write(body)
     return out
 
+def _local_kernel_manager():
+    from jupyter_client.manager import KernelManager
+    class LocalKernelManager(KernelManager):
+        "A kernel on this machine over IPC sockets (files in Jupyter's runtime folder), not TCP: no unencrypted-TCP warning."
+        def __init__(self, **kw): super().__init__(**{'transport': 'tcp' if os.name == 'nt' else 'ipc', **kw})   # no IPC on Windows
+    return LocalKernelManager
+
+def __getattr__(name):   # scegg.reproduce.LocalKernelManager, imported only when a notebook runs
+    if name == 'LocalKernelManager': return _local_kernel_manager()
+    raise AttributeError(name)
+
 def run_notebook(src, dst, parameters: dict, cwd=None) -> dict:
     "Execute one notebook with papermill; {'status': 'ok'|'failed', 'cell' (index in `src`), 'ename', 'evalue', 'seconds'}."
     import papermill as pm
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name='python3', progress_bar=False,
-                            cwd=str(cwd) if cwd else None)
+                            cwd=str(cwd) if cwd else None, kernel_manager_class='scegg.reproduce.LocalKernelManager')
         return {'status': 'ok', 'seconds': time.perf_counter() - t0}
     except pm.PapermillExecutionError as e:
         return {'status': 'failed', **_source_cell(src, dst, e.cell_index), 'ename': e.ename, 'evalue': e.evalue,
@@ -1047,8 +1069,22 @@ def _holding_out_lock(fn):
         with file_lock(Path(b.arguments['out']) / b.arguments['preset'], 'scegg reproduce'): return fn(*b.args, **b.kwargs)
     return wrapper
 
+def _cached_preflight(preset, datasets, seeds, root, data_options, out_dir):
+    "With --cached-only: one error before any kernel starts when no Table 1 run is finished in the run cache."
+    ex = Experiment(preset, str(out_dir), 'cpu', seeds, datasets, root, data_options=data_options, cached_only=True)
+    want = [(ds, m, s) for ds in ex.datasets for s in ex.seed_list(ds) for m in ('sc-egg', 'tf-vaegan')]
+    if any(ex.run(ds, {'method': m, 'seed': s}, optional=True) is not None for ds, m, s in want): return
+    ds, m, s = want[0]
+    o = {**ex.spec.get('overrides', {}), **({'root': ex.root} if ex.root else {}),
+         **({'data_options': dict(ex.data_options)} if ex.data_options else {}), 'method': m, 'seed': s}
+    raise SceggError(f'--cached-only: none of the {len(want)} Table 1 runs of {", ".join(ex.datasets)} is finished in the run '
+                     f'cache {ex.runs}, so every notebook would fail; reproduce reads only its own cache '
+                     f'(RUNS/<configuration hash>, e.g. {run_dir(ex.runs, make_config(ex.train_preset(ds), o))} for {m} '
+                     f'seed {s}): run it without --cached-only to train them, or move a finished `scegg train` run of that '
+                     'very configuration there')
+
 @_holding_out_lock
-def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, paper
+def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, paper, own-small
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
               device='cpu',
@@ -1062,12 +1098,13 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               jobs: int = 1,                # runs at once with 'processes' (jobs > 1 with 'local' means 'processes')
               slurm=None,                   # scegg.cluster.SlurmOptions (or a dict of its fields): partition, GPUs, time, ...
               verbose: bool = True) -> dict:
-    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu' or 'paper' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
+    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper', 'own-smoke' or 'own-small' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
     t0 = time.time()
     out_dir = Path(out) / preset
     if force and (out_dir / 'runs').exists(): shutil.rmtree(out_dir / 'runs')
     (out_dir / 'notebooks').mkdir(parents=True, exist_ok=True)
+    if cached_only: _cached_preflight(preset, datasets, seeds, root, data_options, out_dir)
     ensure_kernel()
     cmd = ' '.join(['scegg reproduce', f'--preset {preset}', f'--device {device}', f'--out {out}'] +
                    ([f'--datasets {",".join(datasets)}'] if datasets else []) + ([f'--root {root}'] if root else []) +
