@@ -419,7 +419,8 @@ def _check_out_folder(out: Path):
     up = next((p for p in out.parents if p.exists()), None)
     check(up is None or up.is_dir(), f'cannot create the run folder {out}: {up} is a file, not a folder')
     if not out.exists(): return
-    entries = sorted(n for n in os.listdir(out) if n != LOCK_NAME)
+    # scegg's own lock, marker and their temporaries (another worker's, mid-write) are no foreign content
+    entries = sorted(n for n in os.listdir(out) if not n.startswith(('.scegg', '.' + RUN_MARKER)))
     if entries and not _is_run_folder(out):
         raise SceggError(f'{out} is not a scegg run folder (it holds {", ".join(entries[:3])}' + (', ...' if len(entries) > 3 else '')
                          + '); scegg writes only into a new or empty folder or a run folder of its own: choose another --out')

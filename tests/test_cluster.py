@@ -52,3 +52,17 @@ def test_bad_executor_settings_are_refused_before_anything_is_written(tmp_path):
                       ({'executor': 'slurm', 'slurm': {'sbatch': ['-A x']}}, 'long form')):
         with pytest.raises(SceggError, match=words): reproduce('smoke', out=tmp_path, verbose=False, **kw)
     assert not (tmp_path / 'smoke').exists()
+
+
+def test_a_run_folder_mid_write_by_another_worker_is_not_foreign(tmp_path):
+    """The race the two-worker test hit now and then: worker A holds the lock and is writing the run marker; worker B,
+    checking the folder before it asks for the lock, saw only A's temporaries and called the folder not scegg's."""
+    from scegg.pipeline import _check_out_folder, RUN_MARKER
+    from scegg.core import LOCK_NAME, SceggError
+    out = tmp_path / 'run'; out.mkdir()
+    (out / f'.{RUN_MARKER}.o1f6axm3.tmp').write_text('{')       # atomic_write's temporary of the marker
+    (out / f'{LOCK_NAME}.vm-123-abcdef01.tmp').write_text('{}')  # file_lock's private file before its hard link
+    (out / LOCK_NAME).write_text('{}')
+    _check_out_folder(out)   # no error: all of it is scegg's own
+    (out / 'notes.txt').write_text('mine')
+    with pytest.raises(SceggError, match='not a scegg run folder'): _check_out_folder(out)
