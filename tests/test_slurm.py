@@ -138,6 +138,18 @@ def _scegg(args, env, **kw):
     return subprocess.Popen([SCEGG, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
 
 
+SLOW_VIEW_HOOK = """
+import os, sys, time
+if os.environ.get('SLURM_JOB_ID'):   # only inside a Slurm job, not in scegg reproduce itself
+    import scegg.pipeline as _p
+    _fit_view = _p.fit_view
+    def fit_view(*a, **k):
+        time.sleep(4)
+        return _fit_view(*a, **k)
+    _p.fit_view = fit_view
+"""
+
+
 def _tables(folder: Path) -> dict:
     return {f.name: f.read_bytes() for f in sorted(folder.glob('*')) if f.suffix in ('.csv', '.md') and f.name != 'MANIFEST.md'}
 
@@ -148,6 +160,12 @@ def test_reproduce_on_slurm(slurm, tmp_path):
     its job running; the next rerun waits for that job), tables equal to a local rebuild. About 4 min on the 2-core
     build machine (install excluded), most of it the 10 + 1 runs, the local rebuild and two renderings."""
     env = {**slurm.env, 'SCEGG_SLURM_POLL': '1', 'OMP_NUM_THREADS': '1', 'SCEGG_PROGRESS': '0'}
+    # A smoke run takes a few seconds on an idle machine, too short to be caught between 'started' and 'finished' by
+    # polling squeue. The jobs (they inherit this environment through sbatch) pause 4 s before each view's training
+    # through a sitecustomize hook of this test alone: timing only, no number changes (the tables are compared below).
+    hook = tmp_path / 'hook'; hook.mkdir()
+    (hook / 'sitecustomize.py').write_text(SLOW_VIEW_HOOK)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(hook), os.environ.get('PYTHONPATH')]))
     out = tmp_path / 'o'
     cmd = ['reproduce', '--preset', 'smoke', '--executor', 'slurm', '--out', out, '--cpus-per-run', '1', '--time', '30',
            '--sbatch=--job-name=scegg-test']
@@ -177,7 +195,7 @@ def test_reproduce_on_slurm(slurm, tmp_path):
         a_out = a.communicate(timeout=900)[0]
     finally:
         if a.poll() is None: a.kill()
-    assert killed, 'no job was caught running'
+    assert killed, 'no job was caught running: ' + a_out[-3000:]
     h, jid = killed
     assert a.returncode == 2, a_out
     assert f'FAILED job {jid} (CANCELLED' in a_out, a_out
