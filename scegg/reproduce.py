@@ -707,14 +707,15 @@ def attention_concentration(alpha,                        # (n, K, h, w) or (n, 
     peak, ent = a.max(-1), -(a * np.log(np.clip(a, 1e-12, None))).sum(-1) / np.log(R)   # (n, K) each
     table = pd.DataFrame([{'group': g, 'attributes': len(ks), 'peak': float(peak[:, ks].mean()), 'entropy': float(ent[:, ks].mean())}
                           for g, ks in groups.items()]).set_index('group')
-    cells = np.stack([a[:, ks].mean(1).argmax(-1) for ks in groups.values()], 1)   # (n, G): where each group's mean map peaks
-    i, j = np.triu_indices(cells.shape[1], 1)
     ks = [k for v in groups.values() for k in v]
-    share = np.bincount(cells.ravel(), minlength=R) / cells.size   # how often each cell is some group's peak
+    gid = np.array([g for g, v in enumerate(groups.values()) for _ in v])
+    cells = a[:, ks].argmax(-1)                                   # (n, K'): where each grouped attribute's map peaks
+    i, j = np.triu_indices(len(ks), 1)
+    differ = cells[:, i] != cells[:, j]                           # (n, pairs)
+    same = gid[i] == gid[j]
+    share = lambda m: float(differ[:, m].mean()) if m.any() else float('nan')
     return {'groups': table, 'peak': float(peak[:, ks].mean()), 'entropy': float(ent[:, ks].mean()),
-            'distinct': float((cells[:, i] != cells[:, j]).mean()) if len(i) else float('nan'),
-            'distinct_chance': float(1 - (share ** 2).sum()),   # two peaks drawn independently from `share` differ
-            'uniform_peak': 1 / R, 'cells': R}
+            'distinct_between': share(~same), 'distinct_within': share(same), 'uniform_peak': 1 / R, 'cells': R}
 
 # %% ../nbs/10_reproduce.ipynb #c042
 def _np(x): return np.asarray(x.detach().cpu() if hasattr(x, 'detach') else x, dtype=np.float64)
@@ -848,17 +849,18 @@ def attention_experiment(ex: Experiment, n_images: int = 3, top: int = 8, cub_ro
         except SceggError as e: d['concentration'], d['concentration_note'] = None, f'no concentration table: {e}'
         else:
             d['concentration'] = pd.DataFrame([{'model': name, 'peak': c['peak'], 'uniform peak (1/R)': c['uniform_peak'],
-                                                'entropy': c['entropy'], 'distinct peaks': c['distinct'],
-                                                'distinct peaks (chance)': c['distinct_chance']}
+                                                'entropy': c['entropy'], 'distinct peaks, different parts': c['distinct_between'],
+                                                'distinct peaks, same part': c['distinct_within']}
                                                for name, c in conc.items()]).set_index('model')
             (tr, c_tr), (un, c_un) = conc.items()
             d['concentration_groups'] = c_tr['groups'].join(c_un['groups'][['peak', 'entropy']], rsuffix=' (untrained)')
             d['concentration_note'] = (f'{len(scored)} test-unseen images, all attributes that name a part, grouped by part; '
                                        f"peak: mean largest cell share of a map (uniform: 1/{c_tr['cells']}); entropy: mean entropy "
-                                       'over log R (uniform: 1); distinct peaks: share of pairs of part groups whose mean maps peak '
-                                       'in different cells, against two peaks drawn independently from the pooled peak cells '
-                                       '(chance; uniform maps tie at the first cell and give 0). No part annotation is used: it says '
-                                       'how focused and how spread out the maps are, not that they sit on the part')
+                                       'over log R (uniform: 1); distinct peaks: within one image, the share of pairs of attributes '
+                                       'whose maps peak in different cells, for attributes of different parts and of the same part '
+                                       '(maps that follow parts give different > same; uniform maps tie at the first cell and give 0). '
+                                       'No part annotation is used: it says how focused the maps are and whether parts peak apart, '
+                                       'not that they sit on the part')
         out[ds] = d
     return out
 
