@@ -374,8 +374,9 @@ class _LogBar:
     def _line(self):
         if self.t0 is None: return
         pct = f' ({100 * self.n / self.total:.0f} %)' if self.total else ''
-        print(f'{self.desc}: {self.n}/{self.total if self.total is not None else "?"} {self.unit}{pct}, '
-              f'{time.monotonic() - self.t0:.0f} s{self.postfix}', file=self.file or sys.stderr, flush=True)
+        f = self.file or sys.stderr   # one write per line: a notebook's stream must not split a line from its newline
+        f.write(f'{self.desc}: {self.n}/{self.total if self.total is not None else "?"} {self.unit}{pct}, '
+                f'{time.monotonic() - self.t0:.0f} s{self.postfix}\n'); f.flush()
     def update(self, n=1):
         self.n += n
         if time.monotonic() - self.last >= self.every: self.last = time.monotonic(); self._line()

@@ -20,3 +20,26 @@ def shared():
     if not p.is_dir():
         pytest.skip(f'real data not found at {p} (set SCEGG_SHARED_DATA); these tests need ../shared/data')
     return p
+
+
+# Shared by the user-facing tests (test_user_safety, test_issue29): the CLI run in this process, its one-line errors.
+def cli(capsys, *argv):
+    "Run `scegg ARGV` in this process: (exit code, stdout, stderr)."
+    from scegg.cli import main
+    code = main([str(a) for a in argv])
+    o = capsys.readouterr()
+    return code, o.out, o.err
+
+
+def one_line_error(err: str) -> str:
+    "The error line of a refused command, checked to be one line with no traceback."
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('scegg: error: ') and 'Traceback' not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def data_home(tmp_path, monkeypatch):
+    "A fresh SCEGG_DATA for one test."
+    monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
+    return tmp_path / 'data'

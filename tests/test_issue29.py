@@ -16,22 +16,7 @@ from scegg.data import make_cub_fixture, make_cub_subset, load_dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    o = capsys.readouterr()
-    return code, o.out, o.err
-
-
-def one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('scegg: error: ') and 'Traceback' not in err, err
-    return lines[0]
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
-    return tmp_path / 'data'
+from conftest import cli, one_line_error   # and the data_home fixture
 
 
 @pytest.fixture(scope='module')
@@ -254,6 +239,7 @@ def test_committed_outputs_equal_a_rebuild_from_the_run_cache(tmp_path, monkeypa
     d = _tracked(ROOT / 'outputs' / 'synthetic', tmp_path / 'outputs' / 'synthetic')
     os.symlink(runs, d / 'runs')
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('SCEGG_PROGRESS', raising=False)   # as `make reproduce` runs: progress lines are part of the executed notebooks
     r = reproduce.reproduce('synthetic', out='outputs', verbose=False)   # every run finished: nothing is trained
     assert r['ok'] and r['runs_trained'] == 0, r
     changed = [str(f.relative_to(d)) for f in sorted(d.rglob('*')) if f.is_file() and 'runs' not in f.relative_to(d).parts

@@ -36,7 +36,7 @@ def test_end_to_end_scenes(tmp_path, capsys, monkeypatch):
     assert 'sc-egg [fixed schedule]' in out   # the summary says which selection it shows
     assert main(['predict', 'runs/scenes', str(root / 'images/forest/forest_000.png'), '--out', 'preds']) == 0
     out = capsys.readouterr().out
-    assert 'forest' in out and (tmp_path / 'preds/forest_000.attention.png').is_file()
+    assert 'forest' in out and (tmp_path / 'preds/forest-forest_000.attention.png').is_file()   # FOLDER-NAME: never two figures of one name
     assert main(['reproduce', '--preset', 'own-smoke', *F, '--out', 'outputs', '--notebooks', 'table1']) == 0
     t1 = (tmp_path / 'outputs/own-smoke/table1.md').read_text()
     assert '| scenes |' in t1 and 'CUB' not in t1 and '(paper, ' not in t1

@@ -135,7 +135,10 @@ def slurm(tmp_path_factory):
 
 
 def _scegg(args, env, **kw):
-    return subprocess.Popen([SCEGG, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **kw)
+    # SIGINT back to its default in the child: a test run started in the background (nohup, CI without job control)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for the Ctrl-C the test sends
+    return subprocess.Popen([SCEGG, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 SLOW_VIEW_HOOK = """

@@ -16,23 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def cli(capsys, *argv):
-    "Run `scegg ARGV` in this process: (exit code, stdout, stderr)."
-    code = main([str(a) for a in argv])
-    o = capsys.readouterr()
-    return code, o.out, o.err
-
-
-def one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('scegg: error: ') and 'Traceback' not in err, err
-    return lines[0]
-
-
-@pytest.fixture
-def data_home(tmp_path, monkeypatch):
-    monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
-    return tmp_path / 'data'
+from conftest import cli, one_line_error   # and the data_home fixture
 
 
 @pytest.fixture(scope='module')
