@@ -22,20 +22,17 @@ def _parse_sets(pairs) -> dict:
         out[k.strip()] = v.strip()
     return out
 
-_DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
-               'name': '--name', 'class_attributes': '--class-attributes', 'word_vectors': '--word-vectors',
-               'attribute_names': '--attribute-names', 'val_unseen_classes_file': '--val-unseen-classes'}
 _NOT_PATHS = {'word_vectors': ('attributes', 'attributes+identity')}   # the word-vector fallback's keywords, not files
 
 def _data_options(a, dataset=None) -> dict:
     "Loader options from --cub-root, --seen-classes, --unseen-classes and --name (paths made absolute)."
-    from scegg.data import loader_options, canonical_dataset
-    opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in _DATA_FLAGS.items()}
+    from scegg.data import loader_options, canonical_dataset, DATA_FLAGS
+    opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in DATA_FLAGS.items()}
     opts = {k: (v if k == 'name' or v in _NOT_PATHS.get(k, ()) else str(Path(v).expanduser().resolve()))
             for k, v in opts.items() if v is not None}
     dataset = dataset or a.dataset
     if opts and canonical_dataset(dataset) is not None:
-        bad = [_DATA_FLAGS[k] for k in opts if k not in loader_options(dataset)]
+        bad = [DATA_FLAGS[k] for k in opts if k not in loader_options(dataset)]
         check(not bad, f'{", ".join(bad)} do(es) not apply to {dataset}; they describe an image set of your own '
               '(scegg train image-set --root FOLDER ..., or CUB-mini for CUB-layout birds; see "Bring your own data set" in the README)')
     return opts

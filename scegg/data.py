@@ -13,10 +13,10 @@ import numpy as np
 from .core import SceggError, check, atomic_write, progress
 
 # %% auto #0
-__all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MINI_CAVEAT', 'CUB224_CAVEAT', 'DATASETS', 'Split',
-           'l2_rows', 'ZSLDataset', 'subset_classes', 'make_validation_split', 'load_mat', 'read_lines',
-           'load_word_vectors', 'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths', 'load_xlsa17',
-           'make_xlsa17_fixture', 'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset',
+__all__ = ['SPLIT_NAMES', 'ATT_KEYS', 'CLASS_FILES', 'XLSA17', 'PREFIX', 'CUB_MINI_CAVEAT', 'CUB224_CAVEAT', 'DATASETS',
+           'DATA_FLAGS', 'Split', 'l2_rows', 'ZSLDataset', 'subset_classes', 'make_validation_split', 'load_mat',
+           'read_lines', 'load_word_vectors', 'AttSplits', 'read_att_splits', 'local_image_path', 'xlsa17_paths',
+           'load_xlsa17', 'make_xlsa17_fixture', 'default_shared_data', 'cub_files', 'load_cub_mini', 'make_cub_subset',
            'make_cub_fixture', 'load_cub_224', 'image_problems', 'canonical_dataset', 'loader_options', 'load_dataset',
            'empty_classes', 'check_dataset']
 
@@ -627,6 +627,10 @@ DATASETS = ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthet
 def canonical_dataset(name: str) -> str | None:
     "The registered spelling of dataset `name` (case and '_'/'-' ignored: 'cub_mini' -> 'CUB-mini'), None if unknown."
     return {d.lower(): d for d in DATASETS}.get(str(name).lower().replace('_', '-'))
+
+DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
+              'name': '--name', 'class_attributes': '--class-attributes', 'word_vectors': '--word-vectors',
+              'attribute_names': '--attribute-names', 'val_unseen_classes_file': '--val-unseen-classes'}   # loader option -> `scegg` flag
 
 def loader_options(name: str) -> set:
     "The options (keyword arguments) the loader of dataset `name` accepts, for checking `data_options` up front."

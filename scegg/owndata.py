@@ -12,7 +12,7 @@ import numpy as np
 
 from .core import SceggError, check
 from .data import (ZSLDataset, Split, l2_rows, read_lines, load_mat, read_att_splits, make_validation_split,
-                        _holdout_per_class, _mat_strings, _id_lines, _need)
+                        _holdout_per_class, _mat_strings, _id_lines, _need, _finite)
 
 # %% auto #0
 __all__ = ['WORD_VECTOR_FALLBACK', 'WORD_VECTOR_COST', 'DEFAULT_FALLBACK', 'IMAGE_SUFFIXES', 'MIN_VAL_UNSEEN', 'SCENE_CLASSES',
@@ -62,8 +62,7 @@ def read_word_vectors(path, attribute_names: list) -> np.ndarray:
         w = _numbers(path, [r[1:] if named else r for r in rows], 'word vectors')
     w = np.asarray(w)
     check(w.ndim == 2 and w.shape[0] == K, f'{path} holds word vectors of shape {tuple(w.shape)}; expected {K} x E (one row per attribute)')
-    check(np.isfinite(w).all(), f'{path}: word vectors have NaN or infinite values; expected finite numbers')
-    return w.astype(np.float32)
+    return _finite(w, path, 'word vectors').astype(np.float32)
 
 def resolve_word_vectors(spec, defaults: list, att, seen, attribute_names: list) -> tuple:
     "(K x E vectors, source, note or None): `spec` a file or 'attributes'; None: the first of `defaults` that exists, else the fallback."

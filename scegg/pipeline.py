@@ -14,7 +14,7 @@ import torch
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
                         check_types, file_lock, data_home, LOCK_NAME,
                         config_diff, config_hash, provenance, progress, torch_save, heap_reuse)
-from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options, empty_classes
+from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options, empty_classes, DATA_FLAGS
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_pass, scen_zsl_eval, MinMaxScaler, TrainedSCEN
 from .scen import _check_config as _check_scen
@@ -22,10 +22,10 @@ from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validatio
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'DATA_FLAGS', 'FINAL_CLASSIFIERS', 'RUN_MARKER',
-           'RUN_FILES', 'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data',
-           'extract_command', 'ensure_store', 'view_features', 'log_event', 'read_events', 'say', 'final_classifiers',
-           'fit_view', 'protocol_results', 'run_eszsl', 'scen_dir', 'finished_results', 'train', 'load_run']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES',
+           'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'extract_command',
+           'ensure_store', 'view_features', 'log_event', 'read_events', 'say', 'final_classifiers', 'fit_view',
+           'protocol_results', 'run_eszsl', 'scen_dir', 'finished_results', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -197,9 +197,6 @@ def load_run_data(cfg: RunConfig) -> ZSLDataset:
         if not cfg.data_options or 'argument' not in str(e): raise
         raise SceggError(f'data_options {cfg.data_options} are not all options of the {cfg.dataset} loader ({e})') from e
 
-DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', 'unseen_classes_file': '--unseen-classes',
-              'name': '--name'}   # loader options that `scegg data ...` takes as flags
-
 def extract_command(cfg: RunConfig) -> str:
     "The `scegg data extract ...` that builds (or repairs) the feature store of `cfg`: loader, --root, its flags, backbone."
     import shlex
@@ -280,7 +277,7 @@ def read_events(run_dir) -> list:
 def say(msg: str):
     "One progress line on stderr (`HH:MM:SS msg`), for stages without a bar; silent when SCEGG_PROGRESS=0."
     if os.environ.get('SCEGG_PROGRESS', '1') != '0':
-        import sys; print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 def _pct(v):
     v = v[-1] if isinstance(v, (list, tuple)) and v else v

@@ -384,8 +384,8 @@ def save_figure(fig, out_dir, name: str, meta: dict, dpi: int = 150) -> list[Pat
     return [out_dir / f'{name}.{e}' for e in ('png', 'pdf')]
 
 def _not_committed(name: str, preset) -> bool:
-    "Whether output `name` (a file or notebook) shows a real data set's images: Fig. 3 beyond the synthetic benchmark; never in git (.gitignore)."
-    return str(name).startswith('fig3') and str(preset) not in ('smoke', 'synthetic')
+    "Whether output `name` (a file or notebook) shows a real data set's images: Fig. 3's figure and notebook beyond the synthetic benchmark; never in git (.gitignore). Its number tables (pointing game, concentration) are."
+    return str(name).startswith('fig3_attention') and str(preset) not in ('smoke', 'synthetic')
 
 def write_manifest(out_dir) -> Path:
     "MANIFEST.md of `out_dir`: each output file with the command, seeds, axes, protocol and base configuration (git-ignored files left out)."
@@ -403,7 +403,7 @@ def write_manifest(out_dir) -> Path:
                   f"- runs: {', '.join(m.get('runs', [])) or '-'}",
                   f"- base configuration: `{m.get('base_config_hash')}`" + (f" ({m['note']})" if m.get('note') else ''), '']
     if any(_not_committed(n, preset) for n in rep.get('notebooks') or {}):
-        lines += ['## fig3_attention_*, fig3_pointing_*', '', '- not listed: they show the data set\'s images and are git-ignored; '
+        lines += ['## fig3_attention_*', '', '- not listed: they show the data set\'s images and are git-ignored; '
                   'rebuild them with the command above and `--notebooks fig3_attention` (index.html says the same)', '']
     with atomic_write(out_dir / 'MANIFEST.md') as f: f.write('\n'.join(lines))
     return out_dir / 'MANIFEST.md'
@@ -1077,8 +1077,7 @@ def _cached_preflight(preset, datasets, seeds, root, data_options, out_dir):
     want = [(ds, m, s) for ds in ex.datasets for s in ex.seed_list(ds) for m in ('sc-egg', 'tf-vaegan')]
     if any(ex.run(ds, {'method': m, 'seed': s}, optional=True) is not None for ds, m, s in want): return
     ds, m, s = want[0]
-    o = {**ex.spec.get('overrides', {}), **({'root': ex.root} if ex.root else {}),
-         **({'data_options': dict(ex.data_options)} if ex.data_options else {}), 'method': m, 'seed': s}
+    o = ex.overrides({'method': m, 'seed': s})
     raise SceggError(f'--cached-only: none of the {len(want)} Table 1 runs of {", ".join(ex.datasets)} is finished in the run '
                      f'cache {ex.runs}, so every notebook would fail; reproduce reads only its own cache '
                      f'(RUNS/<configuration hash>, e.g. {run_dir(ex.runs, make_config(ex.train_preset(ds), o))} for {m} '
@@ -1223,7 +1222,7 @@ def write_report(out_dir) -> Path:
     body.append('</ul>')
     if any(_not_committed(nb, preset) for nb in rep.get('notebooks') or {}):
         body.append(f'<section id="fig3_attention"><h2>fig3_attention</h2><p class=caption>Fig. 3 (attribute attention on '
-                    f'test-unseen images) and its pointing game: {hidden("fig3_attention")}.</p></section>')
+                    f'test-unseen images): {hidden("fig3_attention")}.</p></section>')
     for p, m in metas:
         files = m.get('files', [])
         name = p.name[:-len('.meta.json')]
