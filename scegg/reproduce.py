@@ -821,13 +821,13 @@ def attention_experiment(ex: Experiment, n_images: int = 3, top: int = 8, cub_ro
         scored = np.sort(rng.choice(ids, min(n_scored, len(ids)), replace=False))
         d = {'run': r, 'data': data, 'shown': shown, 'att': attention_maps(run['scen'], maps, shown, ex.device), 'seed': s,
              'image_size': size, 'pointing': None, 'pointing_note': ''}
-        models = lambda: (('trained LEN', run['scen']),
-                          ('untrained LEN (stage1_iters=0)', untrained_scen(data, maps, cfg.scen, ex.device)))
+        # the scored images' maps under the trained LEN and its floor, computed once for every measure below
+        scored_att = {name: attention_maps(m, maps, scored, ex.device) for name, m in
+                      (('trained LEN', run['scen']), ('untrained LEN (stage1_iters=0)', untrained_scen(data, maps, cfg.scen, ex.device)))}
         if getattr(data, 'part_masks', None) is not None:
             from scegg.synthetic import pointing_game
-            rows = [{'model': name, **{k: v for k, v in pointing_game(attention_maps(m, maps, scored, ex.device)['alpha'],
-                                                                      scored, data).items() if k in ('score', 'chance', 'total')}}
-                    for name, m in models()]
+            rows = [{'model': name, **{k: v for k, v in pointing_game(a['alpha'], scored, data).items() if k in ('score', 'chance', 'total')}}
+                    for name, a in scored_att.items()]
             d['pointing'] = pd.DataFrame(rows).set_index('model')
             d['pointing_note'] = (f'{len(scored)} test-unseen images; score: share of (image, present attribute) pairs whose '
                                   "most attended cell lies in the attribute's part; chance: that part's share of cells")
@@ -836,16 +836,14 @@ def attention_experiment(ex: Experiment, n_images: int = 3, top: int = 8, cub_ro
             except SceggError as e: d['pointing_note'] = f'no pointing game: {e}'
             else:
                 rows = []
-                for name, m in models():
-                    a = attention_maps(m, maps, scored, ex.device)
+                for name, a in scored_att.items():
                     p = cub_pointing_game(a['alpha'], scored, data, parts, a['scores'], top, crop=size)
                     rows.append({'model': name, 'score': p['score'], 'chance': p['chance'], 'total': p['total']})
                 d['pointing'] = pd.DataFrame(rows).set_index('model')
                 d['pointing_note'] = (f'{len(scored)} test-unseen images, their {top} highest-scored attributes; score: share whose '
                                       'most attended cell holds a visible keypoint of the named part; chance: share of such cells')
         try:   # annotation-free: how concentrated the maps are, and whether parts peak apart (trained vs untrained)
-            conc = {name: attention_concentration(attention_maps(m, maps, scored, ex.device)['alpha'], data.attribute_names)
-                    for name, m in models()}
+            conc = {name: attention_concentration(a['alpha'], data.attribute_names) for name, a in scored_att.items()}
         except SceggError as e: d['concentration'], d['concentration_note'] = None, f'no concentration table: {e}'
         else:
             d['concentration'] = pd.DataFrame([{'model': name, 'peak': c['peak'], 'uniform peak (1/R)': c['uniform_peak'],
