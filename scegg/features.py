@@ -18,7 +18,7 @@ from .core import SceggError, check, atomic_write, write_json, read_json, resolv
 # %% auto #0
 __all__ = ['BACKBONES', 'RESNET101_FILE', 'IMAGENET_BIRDS', 'STORE_FORMAT', 'BackboneSpec', 'register_backbone', 'get_backbone',
            'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_dir', 'image_list_fingerprint', 'FeatureStore',
-           'open_store', 'fabricate_store', 'extract_features']
+           'open_store', 'extract_features']
 
 # %% ../nbs/04_features.ipynb #c006
 @dataclasses.dataclass(frozen=True)
@@ -348,23 +348,6 @@ def _clean_temps(out_dir: Path, mine: Callable[[int], bool]):
     for f in out_dir.glob('.chunk-*.tmp'):
         m = re.match(r'\.chunk-(\d+)\.', f.name)
         if m and mine(int(m[1])): f.unlink(missing_ok=True)
-
-# %% ../nbs/04_features.ipynb #c029
-def fabricate_store(out_dir, n_images: int, shape=(2048, 14, 14), chunk_size: int = 256, seed: int = 0,
-                    dataset_name: str = 'fabricated') -> FeatureStore:
-    "Write a complete store of `n_images` random fp16 maps in [0, 1) (no images, no network)."
-    out_dir = Path(out_dir)
-    paths = [f'fabricated/{i:07d}.png' for i in range(n_images)]
-    m = _new_manifest('fabricated', 0, shape, n_images, chunk_size, image_list_fingerprint(paths), dataset_name, seed=seed)
-    _prepare_store(out_dir, m, write_manifest=True)
-    rng = np.random.default_rng(seed)
-    for c in range(math.ceil(n_images / chunk_size)):
-        rows = min(chunk_size, n_images - c * chunk_size)
-        bits = rng.integers(0, 0x3C00, size=(rows, *shape), dtype=np.uint16)
-        _write_chunk(out_dir, c, bits.view(np.float16))
-    s = FeatureStore(out_dir)
-    s.refresh_manifest()
-    return s
 
 # %% ../nbs/04_features.ipynb #c032
 class _Images(torch.utils.data.Dataset):
