@@ -20,9 +20,10 @@ from .scen import ClassBalancedSampler
 
 # %% auto #0
 __all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback', 'EGGN',
-           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'CriticDraws',
-           'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads', 'critic_step', 'generator_step',
-           'stage3_iteration', 'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch', 'fabricated_zsl']
+           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'make_optimisers',
+           'CriticDraws', 'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads', 'critic_step',
+           'generator_step', 'stage3_iteration', 'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch',
+           'fabricated_zsl']
 
 # %% ../nbs/07_eggn.ipynb #c006
 @dataclass
@@ -204,7 +205,7 @@ class EGGNResult:
     history: list = field(default_factory=list)  # per epoch: losses, lambda, seconds, and eval_fn's dict
     lambda_gp: float = 10.0
 
-def _optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
+def make_optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
     "Adam for each module (train_SUN.py:242-251): E with the default betas, the others with (0.5, 0.999)."
     A = lambda params, **kw: torch.optim.Adam(params, fused=cfg.fused_adam or None, **kw)
     return dict(encoder=A(model.encoder.parameters(), lr=cfg.lr),
@@ -412,7 +413,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     g = torch.Generator().manual_seed(cfg.seed)                    # init + sampler (CPU)
     gd = torch.Generator(device=dev).manual_seed(cfg.seed + 1)     # noise, interpolation, unseen labels
     model = EGGN(cfg, D, K, generator=g).to(dev)
-    opts = _optimisers(model, cfg)
+    opts = make_optimisers(model, cfg)
     sampler = ClassBalancedSampler(y_cpu, seen, cfg.batch_size, cfg.fill_batch, generator=g)
     lam, history, start = cfg.lambda_gp, [], 0
     ckpt = Path(checkpoint_dir) / _CKPT if checkpoint_dir is not None else None

@@ -18,7 +18,7 @@ from .core import SceggError, check, atomic_write, write_json, read_json, resolv
 # %% auto #0
 __all__ = ['BACKBONES', 'RESNET101_FILE', 'IMAGENET_BIRDS', 'STORE_FORMAT', 'BackboneSpec', 'register_backbone', 'get_backbone',
            'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_dir', 'image_list_fingerprint', 'FeatureStore',
-           'open_store', 'extract_features']
+           'open_store', 'write_chunk', 'ImageFiles', 'extract_features']
 
 # %% ../nbs/04_features.ipynb #c006
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +328,7 @@ def _prepare_store(out_dir, manifest: dict, write_manifest: bool) -> FeatureStor
         write_json(mf, manifest)
     return FeatureStore(out_dir) if mf.exists() else None
 
-def _write_chunk(out_dir: Path, c: int, arr: np.ndarray):
+def write_chunk(out_dir: Path, c: int, arr: np.ndarray):
     "Write chunk `c` (fp16) under a temporary name, rename it, then write its marker."
     check(np.isfinite(arr).all(), f'chunk {c} of {out_dir} has values outside the float16 range; the backbone output overflows')
     with atomic_write(out_dir / f'{_chunk_name(c)}.npy', 'wb') as f: np.save(f, arr)
@@ -350,7 +350,8 @@ def _clean_temps(out_dir: Path, mine: Callable[[int], bool]):
         if m and mine(int(m[1])): f.unlink(missing_ok=True)
 
 # %% ../nbs/04_features.ipynb #c032
-class _Images(torch.utils.data.Dataset):
+class ImageFiles(torch.utils.data.Dataset):
+    "Images `paths[ids[i]]` decoded as RGB and passed through `transform`: a torch Dataset over `ids`, what extraction's DataLoader reads."
     def __init__(self, paths, ids, transform): self.paths, self.ids, self.transform = paths, ids, transform
     def __len__(self): return len(self.ids)
     def __getitem__(self, i):
@@ -428,7 +429,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
         if num_workers is None: num_workers = 1 if len(rows_of(todo)) > batch_size and (os.cpu_count() or 1) > 1 else 0
         if channels_last: net = net.to(memory_format=torch.channels_last)
         rows = rows_of(todo)
-        loader = torch.utils.data.DataLoader(_Images(paths, rows, spec.transform()), batch_size=batch_size,
+        loader = torch.utils.data.DataLoader(ImageFiles(paths, rows, spec.transform()), batch_size=batch_size,
                                              num_workers=num_workers, pin_memory=dev.type == 'cuda')
         it = iter(todo)
         c = next(it)
@@ -454,7 +455,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                     fill, k = fill + take, k + take
                     if fill == len(buf):
                         if c not in bad_chunks:
-                            _write_chunk(out_dir, c, buf)
+                            write_chunk(out_dir, c, buf)
                             extracted.append(c)
                             if world_size == 1: store.refresh_manifest()
                         c = next(it, None)

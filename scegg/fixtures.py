@@ -12,7 +12,7 @@ import numpy as np
 
 from .core import SceggError, check, atomic_write
 from .data import XLSA17, CLASS_FILES, xlsa17_paths, local_image_path, l2_rows, _id_lines, _bare
-from .features import FeatureStore, image_list_fingerprint, _new_manifest, _prepare_store, _write_chunk
+from .features import FeatureStore, image_list_fingerprint, _new_manifest, _prepare_store, write_chunk
 
 # %% auto #0
 __all__ = ['PREFIX', 'SCENE_CLASSES', 'SCENE_ATTRIBUTES', 'make_xlsa17_fixture', 'make_cub_fixture', 'make_cub_subset',
@@ -224,7 +224,7 @@ def fabricate_store(out_dir, n_images: int, shape=(2048, 14, 14), chunk_size: in
     for c in range(math.ceil(n_images / chunk_size)):
         rows = min(chunk_size, n_images - c * chunk_size)
         bits = rng.integers(0, 0x3C00, size=(rows, *shape), dtype=np.uint16)
-        _write_chunk(out_dir, c, bits.view(np.float16))
+        write_chunk(out_dir, c, bits.view(np.float16))
     s = FeatureStore(out_dir)
     s.refresh_manifest()
     return s
