@@ -214,6 +214,7 @@ def make_optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
                 decoder=A(model.decoder.parameters(), lr=cfg.dec_lr, betas=(0.5, 0.999)),
                 feedback=A(model.feedback.parameters(), lr=cfg.feed_lr, betas=(0.5, 0.999)))
 
+# %% ../nbs/07_eggn.ipynb #c028d
 @dataclass
 class CriticDraws:
     "The random draws of one critic step."
@@ -248,6 +249,7 @@ def draw_generator(sampler, gd: torch.Generator, latent: int, device, unseen=Non
         d.unseen_noise = randn()
     return d
 
+# %% ../nbs/07_eggn.ipynb #c028g
 def critic_grads(critic: Critic, real, fake, att, alpha, lam: float, gammaD: float = 1.0,
                  bf16: bool = False) -> dict:   # the four large products in bfloat16 (`EGGNConfig.bf16`)
     """The critic loss gammaD (mean D(fake, a) - mean D(real, a)) + gammaD lam m of `critic_step` and its gradients in
@@ -293,6 +295,7 @@ def critic_grads(critic: Critic, real, fake, att, alpha, lam: float, gammaD: flo
         b2.grad = torch.zeros_like(b2)                                # the constant cancels between D(fake) and D(real)
     return dict(d_real=d_real, d_fake=d_fake, gp=gp, gp_m=m, d_cost=d_cost)
 
+# %% ../nbs/07_eggn.ipynb #c028s
 def critic_step(model: EGGN, opts: dict, x, y, att, draws: CriticDraws, lam: float, cfg: EGGNConfig,
                 a1: float = 0.0) -> dict:
     "One critic step (train_SUN.py:286-342): Dec steps on real features, then D on the WGAN-GP loss. Returns its losses."
@@ -323,6 +326,7 @@ def critic_step(model: EGGN, opts: dict, x, y, att, draws: CriticDraws, lam: flo
     return dict(dec_loss=dec_loss.detach(), d_real=d_real.detach(), d_fake=d_fake.detach(), gp=gp.detach(),
                 gp_m=m.detach(), wasserstein=(d_real - d_fake).detach(), d_cost=d_cost.detach(), fake=fake)
 
+# %% ../nbs/07_eggn.ipynb #c028s2
 def generator_step(model: EGGN, opts: dict, x, y, att, draws: GeneratorDraws, cfg: EGGNConfig, a1: float = 0.0,
                    guide: Callable | None = None) -> dict:
     "One generator step (train_SUN.py:352-463): L_G back-propagated once; E, G, (F), (Dec) step. Returns its terms."
@@ -358,6 +362,7 @@ def generator_step(model: EGGN, opts: dict, x, y, att, draws: GeneratorDraws, cf
     t['total'] = total
     return {k: v.detach() for k, v in t.items()}
 
+# %% ../nbs/07_eggn.ipynb #c028i
 def stage3_iteration(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNConfig,
                      critic_draws: list,       # critic_iters CriticDraws
                      gen_draws: GeneratorDraws,
@@ -369,6 +374,7 @@ def stage3_iteration(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNCo
     gen = generator_step(model, opts, x, y, att, gen_draws, cfg, a1, guide)
     return lam, crit, gen
 
+# %% ../nbs/07_eggn.ipynb #c028c
 _CKPT = 'eggn_last.pt'
 _RESUME_FREE = {'epochs', 'checkpoint_every', 'keep_heap'}  # settings a resumed run may change
 
@@ -389,6 +395,7 @@ def _check_inputs(x, y, att, seen, unseen):
     check(int(allc.max()) < len(att) and int(allc.min()) >= 0, f'class ids must index the {len(att)} attribute rows')
     check(bool(torch.isin(y, seen).all()), 'every EGGN training label must be a seen class')
 
+# %% ../nbs/07_eggn.ipynb #c028tr
 def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and class ids (N,)
                att,             # class attributes (C, K), rows L2-normalised
                seen, unseen,    # class ids
