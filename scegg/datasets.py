@@ -183,6 +183,7 @@ def loader_options(name: str) -> set:
     ps = inspect.signature(fn).parameters
     return {k for k, p in list(ps.items())[1:] if p.kind is not p.VAR_KEYWORD} - {'dataset'} | extra
 
+# %% ../nbs/15_datasets.ipynb #c038b
 def load_dataset(dataset: str, root=None, **options) -> ZSLDataset:
     "Benchmark `dataset` ('CUB', 'SUN', 'AWA2', 'AWA1', 'APY', 'CUB-mini', 'CUB-224', 'synthetic' or 'image-set': your own; any case) under `root` as a ZSLDataset: att (C, K), N image_paths, splits of image ids."
     key = canonical_dataset(dataset)
@@ -196,6 +197,7 @@ def load_dataset(dataset: str, root=None, **options) -> ZSLDataset:
     check(root is not None, f'dataset {key} needs a data root (the folder holding xlsa17/, {key}/ and w2v/); pass --root')
     return load_xlsa17(root, key, **options)
 
+# %% ../nbs/15_datasets.ipynb #c038c
 def empty_classes(ds: ZSLDataset, training_only: bool = False) -> list[str]:
     "One sentence per split that lacks images of some of its classes (training: seen classes in trainval, val_train; else also the test splits)."
     want = [('trainval', ds.seen, 'seen'), ('val_train', ds.val_seen_classes, 'validation-train')]

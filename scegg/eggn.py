@@ -105,6 +105,7 @@ class Generator(nn.Module):
             o = self.fc2(h1)
         return torch.sigmoid(_f32(self, o))
 
+# %% ../nbs/07_eggn.ipynb #c011c
 class Critic(nn.Module):
     "D: [x, a] -> hidden -> 1 (a WGAN critic, no sigmoid)."
     def __init__(self, D, K, hidden):

@@ -98,6 +98,7 @@ def _numbers(path, rows, what, first_row: int = 1, names=None) -> np.ndarray:
                 raise SceggError(f'{path} row {i + first_row}, {col} is {x!r}; expected a number ({what})')
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
 
+# %% ../nbs/14_owndata.ipynb #c010b
 def read_attribute_table(path, attribute_names=None) -> tuple:
     "(class names, C x K raw values, attribute names) from a CSV with a header row, or from an xlsa17 att_splits.mat."
     path = _need(path, 'a class-attribute table (attributes.csv: a header `class,<attribute names>`, one row per class; or att_splits.mat)')
@@ -178,6 +179,7 @@ def _check_name(name):
     check(name is None or (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9][\w.+-]*', name)),
           f'data set name {name!r}: expected letters, digits, ".", "_", "+" or "-" (it names a folder)')
 
+# %% ../nbs/14_owndata.ipynb #c013b
 def load_image_set(root,                          # the image set's folder (images/<class>/..., attributes.csv, unseen.txt)
                    class_attributes=None,         # the class-attribute table (default root/attributes.csv, else root/att_splits.mat)
                    seen_classes_file=None,        # default root/seen.txt, else every other class with images

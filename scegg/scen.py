@@ -310,6 +310,7 @@ class SCENPass:
         return SCENPass(np.concatenate([p.ids for p in parts]), *(torch.cat([getattr(p, k) for p in parts])
                         for k in ('x', 'logits', 'scores', 'global_map')))
 
+# %% ../nbs/05_scen.ipynb #c035b
 def _len_summary(scen: SCEN, F: torch.Tensor, how: str) -> tuple:
     """LEN + compression of maps F (B, D, R) without forming H (B, K, D): (x, logits, scores, global map).
     h_i = sum_r alpha_ir f_r, so s_i = sum_r alpha_ir (v_i^T W_emb f_r), mean_i h_i = sum_r mean_i(alpha_ir) f_r and the
@@ -343,6 +344,7 @@ def encode_all(scen: SCEN, maps, ids, how: str, device, bs: int) -> SCENPass:
         return SCENPass(ids, *(torch.zeros(0, w, device=device) for w in (D, C, K, R)))
     return SCENPass(ids, *(torch.cat([q[k] for q in parts]) for k in range(4)))
 
+# %% ../nbs/05_scen.ipynb #c035c
 def _rmsprop(params, cfg):
     return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
 
