@@ -19,7 +19,8 @@ from PIL import Image
 
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import provenance, write_json
-from scegg.features import extract_features, fabricate_store
+from scegg.features import extract_features
+from scegg.fixtures import fabricate_store
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Peak  # RssAnon/RssFile peak sampler shared by the memory benchmarks
 

@@ -20,7 +20,7 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, RESULTS, Peak
 from scegg.core import write_json
-from scegg.features import get_backbone, extract_features, _write_chunk, imagenet_top5
+from scegg.features import get_backbone, extract_features, write_chunk, imagenet_top5
 
 load = lambda: [round(v, 2) for v in os.getloadavg()]
 
@@ -88,7 +88,7 @@ def main():
     big = torch.cat([ref] * (256 // len(ref) + 1))[:256]
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        for c in range(3): _write_chunk(Path(d), c, big.float().half().numpy())
+        for c in range(3): write_chunk(Path(d), c, big.float().half().numpy())
         wr = (time.perf_counter() - t) / 3
     res['write_images_per_s'] = round(256 / wr, 1)
     print(f'write: {256 / wr:.0f} images/s (fp16 + check + np.save of a 256-map chunk); load {load()}', flush=True)

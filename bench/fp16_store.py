@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, RESULTS
 import scegg.pipeline as pl
 from scegg.core import ArrayMaps, write_json
-from scegg.features import get_backbone, _Images
+from scegg.features import get_backbone, ImageFiles
 
 p = argparse.ArgumentParser()
 p.add_argument('--preset', default='synthetic')
@@ -29,7 +29,7 @@ a = p.parse_args()
 def fp32_maps(data, cfg):
     spec = get_backbone(cfg.backbone, cfg.image_size)
     net = spec.build(True)
-    loader = torch.utils.data.DataLoader(_Images([str(q) for q in data.image_paths], range(len(data.image_paths)),
+    loader = torch.utils.data.DataLoader(ImageFiles([str(q) for q in data.image_paths], range(len(data.image_paths)),
                                                  spec.transform()), batch_size=64)
     return ArrayMaps(torch.cat([net(x).float() for x in loader]))
 

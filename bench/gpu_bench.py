@@ -85,7 +85,7 @@ def extract(a, dev):
 
 def scen(a, dev):
     from _common import fake_data  # bench/ is on sys.path when this file runs as a script
-    from scegg.features import fabricate_store
+    from scegg.fixtures import fabricate_store
     from scegg.scen import SCENConfig, fit_scen
     n, shape, iters = (300, (64, 4, 4), 4) if a.cpu_dry_run else (a.maps, (2048, 14, 14), a.scen_iters)
     store = fabricate_store(work_dir(a) / 'maps', n, shape) if not (work_dir(a) / 'maps' / 'manifest.json').exists() \

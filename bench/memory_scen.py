@@ -4,7 +4,7 @@ For each size (default 2,000 and 8,000 fabricated 2048x14x14 fp16 maps; K=312 fa
 classes, 150 seen, every map in trainval), peak anonymous RSS (RssAnon, sampled every 2 ms) above the level
 at entry during
   (a) `fit_scen` with a few stage-1 iterations (sampling is random, so RSS does not depend on their number)
-      and stage 2, whose `_encode_all` is a full pass over all trainval maps, then a few CLS_g iterations;
+      and stage 2, whose `encode_all` is a full pass over all trainval maps, then a few CLS_g iterations;
   (b) `dense_features` over all ids (a second full pass).
 The maps are read through memory maps: they show up in RssFile (page cache, reclaimable), not in RssAnon.
 What does grow with N is the output: x~ and the local logits, N * (2048 + 200) * 4 bytes.
@@ -20,7 +20,7 @@ import torch
 
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import write_json
-from scegg.features import fabricate_store
+from scegg.fixtures import fabricate_store
 from scegg.scen import SCENConfig, fit_scen, dense_features
 from _common import Peak, machine, MB, RESULTS, fake_data
 

@@ -21,7 +21,8 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, RESULTS, fake_data
 from scegg.core import write_json
-from scegg.scen import fit_scen, dense_features, scen_pass, scen_zsl_eval, _encode_all, _batches, _accuracy_fn
+from scegg.scen import fit_scen, dense_features, scen_pass, scen_zsl_eval, encode_all, batch_slices
+from scegg.classify import per_class_accuracy
 from scegg.pipeline import make_config
 
 
@@ -30,7 +31,7 @@ def old_encode_all(scen, maps, ids, how, bs):
     "Commit 17d89a1's `_encode_all`: LEN forms H (B, K, D), then the compression."
     ids = np.asarray(ids)
     xs, ls = [], []
-    for sl in _batches(len(ids), bs):
+    for sl in batch_slices(len(ids), bs):
         o = scen.len_(maps.maps(ids[sl]))
         xs.append(scen.gen.compress(o.H, how)); ls.append(o.logits)
     return torch.cat(xs), torch.cat(ls)
@@ -38,7 +39,7 @@ def old_encode_all(scen, maps, ids, how, bs):
 
 def old_scen_zsl_eval(trained, maps, data):
     "Commit 17d89a1's `scen_zsl_eval`: LEN over both test splits again."
-    acc = _accuracy_fn()
+    acc = lambda p, y: float(per_class_accuracy(p, y))   # what scen_zsl_eval scores with
     unseen = torch.as_tensor(np.asarray(data.unseen), dtype=torch.long)
     tu, ts = data.splits['test_unseen'], data.splits['test_seen']
     bs = trained.cfg.eval_batch_size
@@ -76,7 +77,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix='scegg-scenpass-', dir=a.tmp))
     try:
         if a.preset == 'cub-mini':
-            from scegg.features import fabricate_store
+            from scegg.fixtures import fabricate_store
             t = time.perf_counter()
             maps = fabricate_store(work / 'store', a.n, shape=(1280, 7, 7))
             print(f'fabricated {a.n} maps 1280x7x7 in {time.perf_counter() - t:.1f} s', flush=True)
@@ -102,7 +103,7 @@ def main():
         m_old = old_scen_zsl_eval(trained, maps, data)
         old_post = time.perf_counter() - t
         # after
-        t = time.perf_counter(); cache = _encode_all(trained.scen, maps, tv, how, 'cpu', bs); new_fit = time.perf_counter() - t
+        t = time.perf_counter(); cache = encode_all(trained.scen, maps, tv, how, 'cpu', bs); new_fit = time.perf_counter() - t
         trained.cache = cache
         t = time.perf_counter()
         sp = scen_pass(trained, maps, all_ids)

@@ -22,7 +22,7 @@ import torch
 
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import write_json
-from scegg.features import fabricate_store
+from scegg.fixtures import fabricate_store
 from scegg.scen import SCENConfig, fit_scen, dense_features
 from scegg.eggn import EGGNConfig, EGGN, train_eggn, gradient_penalty, weighted_l1, vae_loss
 import scegg.eggn as eggn_mod

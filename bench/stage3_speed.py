@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 import stage3_reference as ref
 from scegg.core import write_json
-from scegg.eggn import (EGGN, EGGNConfig, CriticDraws, GeneratorDraws, stage3_iteration, _optimisers, heap_reuse)
+from scegg.eggn import (EGGN, EGGNConfig, CriticDraws, GeneratorDraws, stage3_iteration, make_optimisers)
+from scegg.core import heap_reuse
 from _common import machine, RESULTS, Peak, MB
 
 SIZES = {'sun': dict(K=102, D=2048, C=717, CS=645, B=64, HID=4096, CLS_HID=1024, N=2048, A1=0.0),
@@ -99,7 +100,7 @@ def main():
     state = {}
     for v in a.variants:
         m = EGGN(cfg_of(v), D, K); m.load_state_dict(init)
-        state[v] = dict(model=m, opts=(ref._optimisers if v == 'reference' else _optimisers)(m, cfg_of(v)), lam=10.0,
+        state[v] = dict(model=m, opts=(ref._optimisers if v == 'reference' else make_optimisers)(m, cfg_of(v)), lam=10.0,
                         rows=[], peak_anon_mb=0.0, growth_mb=0.0)
 
     def one(v, d):

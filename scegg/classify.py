@@ -131,6 +131,7 @@ def _init_linear(lin: nn.Linear, g: torch.Generator):
         lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.02)
         lin.bias.zero_()
 
+# %% ../nbs/06_classify.ipynb #c017b
 def _fit_reference(x, t, classes, evals, lr, epochs, batch_size, g, dev):
     "The straightforward trainer: nn.Linear, autograd through log-softmax + NLL, torch.optim.Adam per tensor."
     model = nn.Linear(x.shape[1], len(classes))
@@ -191,6 +192,7 @@ def _fit_fast(x, t, classes, evals, lr, epochs, batch_size, g, dev):
                 curves[k].append(per_class_accuracy(classes[pred], ye))
     return W, b, curves
 
+# %% ../nbs/06_classify.ipynb #c017c
 def train_final_classifier(x, y,        # training features (N, D') and class ids (N,)
                            classes,      # the label space: predictions are among these class ids
                            eval_sets: dict, # name -> (x, y) scored after every epoch

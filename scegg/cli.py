@@ -26,7 +26,7 @@ _NOT_PATHS = {'word_vectors': ('attributes', 'attributes+identity')}   # the wor
 
 def _data_options(a, dataset=None) -> dict:
     "Loader options from --cub-root, --seen-classes, --unseen-classes and --name (paths made absolute)."
-    from scegg.data import loader_options, canonical_dataset, DATA_FLAGS
+    from scegg.datasets import loader_options, canonical_dataset, DATA_FLAGS
     opts = {k: getattr(a, f[2:].replace('-', '_'), None) for k, f in DATA_FLAGS.items()}
     opts = {k: (v if k == 'name' or v in _NOT_PATHS.get(k, ()) else str(Path(v).expanduser().resolve()))
             for k, v in opts.items() if v is not None}
@@ -38,7 +38,7 @@ def _data_options(a, dataset=None) -> dict:
     return opts
 
 def _dataset(name: str) -> str:
-    from scegg.data import canonical_dataset
+    from scegg.datasets import canonical_dataset
     return canonical_dataset(name) or name
 
 def cmd_data_download(a):
@@ -47,7 +47,8 @@ def cmd_data_download(a):
     print(f'{a.dataset} is in {a.root}')
 
 def cmd_data_check(a):
-    from scegg.data import check_dataset, default_shared_data
+    from scegg.datasets import check_dataset
+    from scegg.data import default_shared_data
     from scegg.core import data_home
     summary, problems = check_dataset(a.dataset, a.root, verify_images=a.verify_images, **_data_options(a))
     summary['data_folder'] = str(data_home())   # where feature stores and generated data go ($SCEGG_DATA)
@@ -70,7 +71,7 @@ def cmd_data_synth(a):
     print(make_synthetic(a.out, cfg))
 
 def cmd_data_extract(a):
-    from scegg.data import load_dataset
+    from scegg.datasets import load_dataset
     from scegg.pipeline import RunConfig, ensure_store
     from scegg.core import resolve_device
     dev = resolve_device(a.device)
@@ -205,7 +206,7 @@ def _add_data_flags(x):
     g.add_argument('--name', default=None, help='its name: runs, the feature store (features/NAME/), tables and the caveat use it')
 
 def build_parser() -> argparse.ArgumentParser:
-    from scegg.data import DATASETS
+    from scegg.datasets import DATASETS
     _DATASET_HELP = f'the data set: one of {", ".join(DATASETS)} (any case)'
     p = argparse.ArgumentParser(prog='scegg', description='SC-EGG (IJCAI-22), reproducibly: data, training, reproduction.')
     p.add_argument('--debug', action='store_true', help='show tracebacks')

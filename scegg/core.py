@@ -134,6 +134,7 @@ def _read_lock(path: Path):
     except ValueError: rec = {'unreadable': text[:200]}
     return rec, st.st_mtime
 
+# %% ../nbs/00_core.ipynb #c011b2
 def _is_stale(rec: dict, mtime: float) -> bool:
     "Whether the lock with record `rec`, touched at `mtime`, belongs to no live holder."
     if not rec: return True   # an idle lock file of the flock era
@@ -167,6 +168,7 @@ def _heartbeat(path: Path, token: str, stop):
             os.utime(path)
         except (OSError, ValueError): pass
 
+# %% ../nbs/00_core.ipynb #c011b3
 @contextlib.contextmanager
 def file_lock(folder, what: str = 'folder', wait: bool = False,
               poll: float = 1.0):   # seconds between tries with `wait`
@@ -311,6 +313,7 @@ def _typed(value, kinds, key):
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)): return float(value)
     return value
 
+# %% ../nbs/00_core.ipynb #c016b
 def check_types(cfg, prefix: str = ''):
     "SceggError unless every field of dataclass `cfg` (nested ones too) holds a value of its annotated type."
     for k, kinds in field_types(type(cfg)).items():

@@ -179,7 +179,7 @@ def main(argv=None):
         if a.toy: from scegg.scen import toy_benchmark; data, maps = toy_benchmark()
         else:
             check(a.dataset and a.store, 'scen needs --toy, or --dataset (with --root) and --store')
-            from scegg.data import load_dataset
+            from scegg.datasets import load_dataset
             data = load_dataset(a.dataset, a.root); maps = open_store(a.store, data.image_paths)
         over = {k: v for k, v in dict(stage1_iters=a.stage1_iters, stage2_iters=a.stage2_iters, batch_size=a.batch_size).items() if v is not None}
         cfg = dataclasses.replace(SCENConfig(), **over)

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import SceggError, check, progress
 
 # %% auto #0
-__all__ = ['XLSA17_ZIP', 'SOURCES', 'sha256_file', 'download', 'unpack', 'download_dataset', 'serve_folder', 'free_port']
+__all__ = ['XLSA17_ZIP', 'SOURCES', 'sha256_file', 'download', 'unpack', 'download_dataset']
 
 # %% ../nbs/02_download.ipynb #c005
 def sha256_file(path, chunk: int = 1 << 20) -> str:
@@ -158,46 +158,3 @@ def download_dataset(name: str, root, base_url: str | None = None, retries: int 
             if src.get('optional'): continue
             raise
     return root
-
-# %% ../nbs/02_download.ipynb #c014
-def serve_folder(folder, drop_first: int = 0, lifetime: float = 20.0):
-    "Serve `folder` on 127.0.0.1 (Range supported); the first `drop_first` responses stop half-way. Returns (base_url, stop)."
-    import http.server, threading
-    folder = Path(folder)
-    state = {'drops': drop_first, 'requests': []}
-    class H(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a): pass
-        def do_GET(self):
-            p = folder/self.path.lstrip('/')
-            state['requests'].append((self.path, self.headers.get('Range')))
-            if not p.is_file(): self.send_error(404); return
-            data = p.read_bytes(); start = 0
-            rng = self.headers.get('Range')
-            if rng and rng.startswith('bytes='):
-                start = int(rng[6:].split('-')[0])
-                if start >= len(data):
-                    self.send_response(416); self.send_header('Content-Range', f'bytes */{len(data)}'); self.end_headers(); return
-                self.send_response(206); self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
-            else: self.send_response(200)
-            body = data[start:]
-            self.send_header('Content-Length', str(len(body))); self.end_headers()
-            if state['drops'] > 0:
-                state['drops'] -= 1
-                self.wfile.write(body[:len(body) // 2]); self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
-    srv.timeout = 0.2
-    t0 = time.monotonic(); stop_flag = threading.Event()
-    def loop():
-        while not stop_flag.is_set() and time.monotonic() - t0 < lifetime: srv.handle_request()
-        srv.server_close()
-    th = threading.Thread(target=loop, daemon=True); th.start()
-    def stop(): stop_flag.set(); th.join(2)
-    return f'http://127.0.0.1:{srv.server_address[1]}', stop, state
-
-def free_port() -> int:
-    "A 127.0.0.1 port with nothing listening on it (for testing unreachable servers)."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]

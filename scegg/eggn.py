@@ -20,9 +20,10 @@ from .scen import ClassBalancedSampler
 
 # %% auto #0
 __all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback', 'EGGN',
-           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'CriticDraws',
-           'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads', 'critic_step', 'generator_step',
-           'stage3_iteration', 'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch', 'fabricated_zsl']
+           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'make_optimisers',
+           'CriticDraws', 'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads', 'critic_step',
+           'generator_step', 'stage3_iteration', 'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch',
+           'fabricated_zsl']
 
 # %% ../nbs/07_eggn.ipynb #c006
 @dataclass
@@ -104,6 +105,7 @@ class Generator(nn.Module):
             o = self.fc2(h1)
         return torch.sigmoid(_f32(self, o))
 
+# %% ../nbs/07_eggn.ipynb #c011c
 class Critic(nn.Module):
     "D: [x, a] -> hidden -> 1 (a WGAN critic, no sigmoid)."
     def __init__(self, D, K, hidden):
@@ -204,7 +206,7 @@ class EGGNResult:
     history: list = field(default_factory=list)  # per epoch: losses, lambda, seconds, and eval_fn's dict
     lambda_gp: float = 10.0
 
-def _optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
+def make_optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
     "Adam for each module (train_SUN.py:242-251): E with the default betas, the others with (0.5, 0.999)."
     A = lambda params, **kw: torch.optim.Adam(params, fused=cfg.fused_adam or None, **kw)
     return dict(encoder=A(model.encoder.parameters(), lr=cfg.lr),
@@ -213,6 +215,7 @@ def _optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
                 decoder=A(model.decoder.parameters(), lr=cfg.dec_lr, betas=(0.5, 0.999)),
                 feedback=A(model.feedback.parameters(), lr=cfg.feed_lr, betas=(0.5, 0.999)))
 
+# %% ../nbs/07_eggn.ipynb #c028d
 @dataclass
 class CriticDraws:
     "The random draws of one critic step."
@@ -247,6 +250,7 @@ def draw_generator(sampler, gd: torch.Generator, latent: int, device, unseen=Non
         d.unseen_noise = randn()
     return d
 
+# %% ../nbs/07_eggn.ipynb #c028g
 def critic_grads(critic: Critic, real, fake, att, alpha, lam: float, gammaD: float = 1.0,
                  bf16: bool = False) -> dict:   # the four large products in bfloat16 (`EGGNConfig.bf16`)
     """The critic loss gammaD (mean D(fake, a) - mean D(real, a)) + gammaD lam m of `critic_step` and its gradients in
@@ -292,6 +296,7 @@ def critic_grads(critic: Critic, real, fake, att, alpha, lam: float, gammaD: flo
         b2.grad = torch.zeros_like(b2)                                # the constant cancels between D(fake) and D(real)
     return dict(d_real=d_real, d_fake=d_fake, gp=gp, gp_m=m, d_cost=d_cost)
 
+# %% ../nbs/07_eggn.ipynb #c028s
 def critic_step(model: EGGN, opts: dict, x, y, att, draws: CriticDraws, lam: float, cfg: EGGNConfig,
                 a1: float = 0.0) -> dict:
     "One critic step (train_SUN.py:286-342): Dec steps on real features, then D on the WGAN-GP loss. Returns its losses."
@@ -322,6 +327,7 @@ def critic_step(model: EGGN, opts: dict, x, y, att, draws: CriticDraws, lam: flo
     return dict(dec_loss=dec_loss.detach(), d_real=d_real.detach(), d_fake=d_fake.detach(), gp=gp.detach(),
                 gp_m=m.detach(), wasserstein=(d_real - d_fake).detach(), d_cost=d_cost.detach(), fake=fake)
 
+# %% ../nbs/07_eggn.ipynb #c028s2
 def generator_step(model: EGGN, opts: dict, x, y, att, draws: GeneratorDraws, cfg: EGGNConfig, a1: float = 0.0,
                    guide: Callable | None = None) -> dict:
     "One generator step (train_SUN.py:352-463): L_G back-propagated once; E, G, (F), (Dec) step. Returns its terms."
@@ -357,6 +363,7 @@ def generator_step(model: EGGN, opts: dict, x, y, att, draws: GeneratorDraws, cf
     t['total'] = total
     return {k: v.detach() for k, v in t.items()}
 
+# %% ../nbs/07_eggn.ipynb #c028i
 def stage3_iteration(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNConfig,
                      critic_draws: list,       # critic_iters CriticDraws
                      gen_draws: GeneratorDraws,
@@ -368,6 +375,7 @@ def stage3_iteration(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNCo
     gen = generator_step(model, opts, x, y, att, gen_draws, cfg, a1, guide)
     return lam, crit, gen
 
+# %% ../nbs/07_eggn.ipynb #c028c
 _CKPT = 'eggn_last.pt'
 _RESUME_FREE = {'epochs', 'checkpoint_every', 'keep_heap'}  # settings a resumed run may change
 
@@ -388,6 +396,7 @@ def _check_inputs(x, y, att, seen, unseen):
     check(int(allc.max()) < len(att) and int(allc.min()) >= 0, f'class ids must index the {len(att)} attribute rows')
     check(bool(torch.isin(y, seen).all()), 'every EGGN training label must be a seen class')
 
+# %% ../nbs/07_eggn.ipynb #c028tr
 def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and class ids (N,)
                att,             # class attributes (C, K), rows L2-normalised
                seen, unseen,    # class ids
@@ -412,7 +421,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     g = torch.Generator().manual_seed(cfg.seed)                    # init + sampler (CPU)
     gd = torch.Generator(device=dev).manual_seed(cfg.seed + 1)     # noise, interpolation, unseen labels
     model = EGGN(cfg, D, K, generator=g).to(dev)
-    opts = _optimisers(model, cfg)
+    opts = make_optimisers(model, cfg)
     sampler = ClassBalancedSampler(y_cpu, seen, cfg.batch_size, cfg.fill_batch, generator=g)
     lam, history, start = cfg.lambda_gp, [], 0
     ckpt = Path(checkpoint_dir) / _CKPT if checkpoint_dir is not None else None

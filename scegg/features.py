@@ -18,7 +18,7 @@ from .core import SceggError, check, atomic_write, write_json, read_json, resolv
 # %% auto #0
 __all__ = ['BACKBONES', 'RESNET101_FILE', 'IMAGENET_BIRDS', 'STORE_FORMAT', 'BackboneSpec', 'register_backbone', 'get_backbone',
            'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_dir', 'image_list_fingerprint', 'FeatureStore',
-           'open_store', 'fabricate_store', 'extract_features']
+           'open_store', 'write_chunk', 'ImageFiles', 'extract_features']
 
 # %% ../nbs/04_features.ipynb #c006
 @dataclasses.dataclass(frozen=True)
@@ -328,7 +328,7 @@ def _prepare_store(out_dir, manifest: dict, write_manifest: bool) -> FeatureStor
         write_json(mf, manifest)
     return FeatureStore(out_dir) if mf.exists() else None
 
-def _write_chunk(out_dir: Path, c: int, arr: np.ndarray):
+def write_chunk(out_dir: Path, c: int, arr: np.ndarray):
     "Write chunk `c` (fp16) under a temporary name, rename it, then write its marker."
     check(np.isfinite(arr).all(), f'chunk {c} of {out_dir} has values outside the float16 range; the backbone output overflows')
     with atomic_write(out_dir / f'{_chunk_name(c)}.npy', 'wb') as f: np.save(f, arr)
@@ -349,25 +349,9 @@ def _clean_temps(out_dir: Path, mine: Callable[[int], bool]):
         m = re.match(r'\.chunk-(\d+)\.', f.name)
         if m and mine(int(m[1])): f.unlink(missing_ok=True)
 
-# %% ../nbs/04_features.ipynb #c029
-def fabricate_store(out_dir, n_images: int, shape=(2048, 14, 14), chunk_size: int = 256, seed: int = 0,
-                    dataset_name: str = 'fabricated') -> FeatureStore:
-    "Write a complete store of `n_images` random fp16 maps in [0, 1) (no images, no network)."
-    out_dir = Path(out_dir)
-    paths = [f'fabricated/{i:07d}.png' for i in range(n_images)]
-    m = _new_manifest('fabricated', 0, shape, n_images, chunk_size, image_list_fingerprint(paths), dataset_name, seed=seed)
-    _prepare_store(out_dir, m, write_manifest=True)
-    rng = np.random.default_rng(seed)
-    for c in range(math.ceil(n_images / chunk_size)):
-        rows = min(chunk_size, n_images - c * chunk_size)
-        bits = rng.integers(0, 0x3C00, size=(rows, *shape), dtype=np.uint16)
-        _write_chunk(out_dir, c, bits.view(np.float16))
-    s = FeatureStore(out_dir)
-    s.refresh_manifest()
-    return s
-
 # %% ../nbs/04_features.ipynb #c032
-class _Images(torch.utils.data.Dataset):
+class ImageFiles(torch.utils.data.Dataset):
+    "Images `paths[ids[i]]` decoded as RGB and passed through `transform`: a torch Dataset over `ids`, what extraction's DataLoader reads."
     def __init__(self, paths, ids, transform): self.paths, self.ids, self.transform = paths, ids, transform
     def __len__(self): return len(self.ids)
     def __getitem__(self, i):
@@ -445,7 +429,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
         if num_workers is None: num_workers = 1 if len(rows_of(todo)) > batch_size and (os.cpu_count() or 1) > 1 else 0
         if channels_last: net = net.to(memory_format=torch.channels_last)
         rows = rows_of(todo)
-        loader = torch.utils.data.DataLoader(_Images(paths, rows, spec.transform()), batch_size=batch_size,
+        loader = torch.utils.data.DataLoader(ImageFiles(paths, rows, spec.transform()), batch_size=batch_size,
                                              num_workers=num_workers, pin_memory=dev.type == 'cuda')
         it = iter(todo)
         c = next(it)
@@ -471,7 +455,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                     fill, k = fill + take, k + take
                     if fill == len(buf):
                         if c not in bad_chunks:
-                            _write_chunk(out_dir, c, buf)
+                            write_chunk(out_dir, c, buf)
                             extracted.append(c)
                             if world_size == 1: store.refresh_manifest()
                         c = next(it, None)

@@ -15,9 +15,9 @@ from .data import (ZSLDataset, Split, l2_rows, read_lines, load_mat, read_att_sp
                         _holdout_per_class, _mat_strings, _id_lines, _need, _finite)
 
 # %% auto #0
-__all__ = ['WORD_VECTOR_FALLBACK', 'WORD_VECTOR_COST', 'DEFAULT_FALLBACK', 'IMAGE_SUFFIXES', 'MIN_VAL_UNSEEN', 'SCENE_CLASSES',
-           'SCENE_ATTRIBUTES', 'attribute_table_vectors', 'fallback_note', 'read_word_vectors', 'resolve_word_vectors',
-           'read_attribute_table', 'load_image_set', 'make_image_set_fixture']
+__all__ = ['WORD_VECTOR_FALLBACK', 'WORD_VECTOR_COST', 'DEFAULT_FALLBACK', 'IMAGE_SUFFIXES', 'MIN_VAL_UNSEEN',
+           'attribute_table_vectors', 'fallback_note', 'read_word_vectors', 'resolve_word_vectors',
+           'read_attribute_table', 'load_image_set']
 
 # %% ../nbs/14_owndata.ipynb #c005
 WORD_VECTOR_FALLBACK = 'attributes'   # the value of `word_vectors` that asks for `attribute_table_vectors`
@@ -98,6 +98,7 @@ def _numbers(path, rows, what, first_row: int = 1, names=None) -> np.ndarray:
                 raise SceggError(f'{path} row {i + first_row}, {col} is {x!r}; expected a number ({what})')
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
 
+# %% ../nbs/14_owndata.ipynb #c010b
 def read_attribute_table(path, attribute_names=None) -> tuple:
     "(class names, C x K raw values, attribute names) from a CSV with a header row, or from an xlsa17 att_splits.mat."
     path = _need(path, 'a class-attribute table (attributes.csv: a header `class,<attribute names>`, one row per class; or att_splits.mat)')
@@ -178,6 +179,7 @@ def _check_name(name):
     check(name is None or (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9][\w.+-]*', name)),
           f'data set name {name!r}: expected letters, digits, ".", "_", "+" or "-" (it names a folder)')
 
+# %% ../nbs/14_owndata.ipynb #c013b
 def load_image_set(root,                          # the image set's folder (images/<class>/..., attributes.csv, unseen.txt)
                    class_attributes=None,         # the class-attribute table (default root/attributes.csv, else root/att_splits.mat)
                    seen_classes_file=None,        # default root/seen.txt, else every other class with images
@@ -263,37 +265,3 @@ def load_image_set(root,                          # the image set's folder (imag
                       labels, splits, vt, vu, root=str(root), release='image-set', caveat=' '.join(notes),
                       extras={'class_attributes': str(table), 'word_vectors': wv_src,
                               'fixed_schedule': bool(len(vu) < MIN_VAL_UNSEEN)})
-
-# %% ../nbs/14_owndata.ipynb #c015
-SCENE_CLASSES = ('harbour', 'meadow', 'kitchen', 'desert', 'forest', 'library', 'beach', 'glacier')
-SCENE_ATTRIBUTES = ('has_water', 'has_vegetation', 'is_indoor', 'is_sandy', 'is_snowy', 'has_shelves', 'is_bright')
-
-def make_image_set_fixture(root, n_classes: int = 6, per_class: int = 6, image_size: int = 32, n_unseen: int = 2,
-                           word_vectors: bool = False, table: str = 'csv', seed: int = 0) -> Path:
-    "Write a tiny scene image set under `root`: images/<class>/, attributes.csv (or att_splits.mat), unseen.txt."
-    from PIL import Image
-    check(2 < n_classes <= len(SCENE_CLASSES), f'n_classes={n_classes}: expected 3..{len(SCENE_CLASSES)}')
-    rng = np.random.default_rng(seed)
-    root = Path(root); names = list(SCENE_CLASSES[:n_classes]); K = len(SCENE_ATTRIBUTES)
-    att = rng.uniform(0, 1, (n_classes, K)).round(3)
-    for i, c in enumerate(names):
-        (root/'images'/c).mkdir(parents=True, exist_ok=True)
-        colour = np.array([att[i, 0], att[i, 1], att[i, 3]]) * 255
-        for j in range(per_class):
-            x = np.clip(colour + rng.normal(0, 30, (image_size, image_size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(x).save(root/'images'/c/f'{c}_{j:03d}.png')
-    if table == 'csv':
-        (root/'attributes.csv').write_text('class,' + ','.join(SCENE_ATTRIBUTES) + '\n' +
-                                           ''.join(f'{c},' + ','.join(f'{v:g}' for v in att[i]) + '\n' for i, c in enumerate(names)))
-    else:
-        import scipy.io as sio
-        col = lambda xs: np.array([[np.array([x])] for x in xs], dtype=object).reshape(-1, 1)
-        loc = np.ones((1, 1), dtype=np.uint16)   # att_splits.mat's locs are not used for an image set
-        sio.savemat(root/'att_splits.mat', {'allclasses_names': col(names), 'att': l2_rows(att).T, 'original_att': att.T,
-                                            'trainval_loc': loc, 'test_seen_loc': loc, 'test_unseen_loc': loc})
-        (root/'attributes.txt').write_text(''.join(a + '\n' for a in SCENE_ATTRIBUTES))
-    (root/'unseen.txt').write_text(''.join(c + '\n' for c in names[-n_unseen:]))
-    if word_vectors:
-        (root/'word_vectors.csv').write_text(''.join(f'{a},' + ','.join(f'{v:.4f}' for v in rng.normal(size=8)) + '\n'
-                                                     for a in SCENE_ATTRIBUTES))
-    return root

@@ -14,7 +14,8 @@ import torch
 from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
                         check_types, file_lock, data_home, LOCK_NAME,
                         config_diff, config_hash, provenance, progress, torch_save, heap_reuse)
-from .data import load_dataset, ZSLDataset, DATASETS, canonical_dataset, loader_options, empty_classes, DATA_FLAGS
+from .data import ZSLDataset
+from .datasets import load_dataset, DATASETS, canonical_dataset, loader_options, empty_classes, DATA_FLAGS
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
 from .scen import SCENConfig, fit_scen, dense_features, scen_pass, scen_zsl_eval, MinMaxScaler, TrainedSCEN
 from .scen import _check_config as _check_scen

@@ -19,9 +19,9 @@ from .core import (SceggError, check, torch_save, seed_everything, resolve_devic
 
 # %% auto #0
 __all__ = ['SCENConfig', 'LENOutput', 'LEN', 'GEN', 'CLS_g', 'SCEN', 'L_LCE', 'L_GCE', 'semantic_consistency_loss',
-           'MinMaxScaler', 'ClassBalancedSampler', 'toy_benchmark', 'TrainedSCEN', 'SCENPass', 'stage1_loss',
-           'stage2_loss', 'fit_scen', 'dense_features', 'scen_pass', 'attention_maps', 'scen_local_logits',
-           'scen_zsl_eval']
+           'MinMaxScaler', 'ClassBalancedSampler', 'toy_benchmark', 'TrainedSCEN', 'batch_slices', 'SCENPass',
+           'encode_all', 'stage1_loss', 'stage2_loss', 'fit_scen', 'dense_features', 'scen_pass', 'attention_maps',
+           'scen_local_logits', 'scen_zsl_eval']
 
 # %% ../nbs/05_scen.ipynb #c005
 @dataclass
@@ -278,7 +278,8 @@ class TrainedSCEN:
         return self.scen.cls_g(x_scaled)
 
 # %% ../nbs/05_scen.ipynb #c035
-def _batches(n: int, bs: int):
+def batch_slices(n: int, bs: int):
+    "Slices `a:b` that cover `range(n)` in order, each of at most `bs` items (the batches of every pass over maps)."
     for a in range(0, n, bs): yield slice(a, min(a + bs, n))
 
 @dataclass
@@ -309,6 +310,7 @@ class SCENPass:
         return SCENPass(np.concatenate([p.ids for p in parts]), *(torch.cat([getattr(p, k) for p in parts])
                         for k in ('x', 'logits', 'scores', 'global_map')))
 
+# %% ../nbs/05_scen.ipynb #c035b
 def _len_summary(scen: SCEN, F: torch.Tensor, how: str) -> tuple:
     """LEN + compression of maps F (B, D, R) without forming H (B, K, D): (x, logits, scores, global map).
     h_i = sum_r alpha_ir f_r, so s_i = sum_r alpha_ir (v_i^T W_emb f_r), mean_i h_i = sum_r mean_i(alpha_ir) f_r and the
@@ -332,16 +334,17 @@ def _len_summary(scen: SCEN, F: torch.Tensor, how: str) -> tuple:
     return x, s @ L.att.T, s, gmap
 
 @torch.no_grad()
-def _encode_all(scen: SCEN, maps, ids, how: str, device, bs: int) -> SCENPass:
+def encode_all(scen: SCEN, maps, ids, how: str, device, bs: int) -> SCENPass:
     "One pass over the maps of `ids`, in batches: unscaled compressed features, local logits, scores, global maps."
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    parts = [_len_summary(scen, maps.maps(ids[sl]).to(device).float(), how) for sl in _batches(len(ids), bs)]
+    parts = [_len_summary(scen, maps.maps(ids[sl]).to(device).float(), how) for sl in batch_slices(len(ids), bs)]
     if not parts:
         K, D = scen.len_.V.shape[0], scen.gen.classifier.in_features
         C, R = scen.gen.classifier.out_features, int(np.prod(maps.shape[1:]))
         return SCENPass(ids, *(torch.zeros(0, w, device=device) for w in (D, C, K, R)))
     return SCENPass(ids, *(torch.cat([q[k] for q in parts]) for k in range(4)))
 
+# %% ../nbs/05_scen.ipynb #c035c
 def _rmsprop(params, cfg):
     return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
 
@@ -453,7 +456,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
 
     # Stage 2: freeze stage 1; x~ and l cached once; CLS_g trained with L_SCR.
     for p in [*scen.len_.parameters(), *scen.gen.parameters()]: p.requires_grad_(False)
-    enc = _encode_all(scen, maps, tv_ids, cfg.runtime_compression, device, cfg.eval_batch_size)
+    enc = encode_all(scen, maps, tv_ids, cfg.runtime_compression, device, cfg.eval_batch_size)
     x, l = enc.x, enc.logits
     scaler.fit(x)
     if done < 2:
@@ -474,7 +477,7 @@ def dense_features(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: in
     trained.scen.to(device)
     ids = np.asarray(ids)
     bs = batch_size or trained.cfg.eval_batch_size
-    out = [trained.features(maps.maps(ids[sl]).to(device)) for sl in _batches(len(ids), bs)]
+    out = [trained.features(maps.maps(ids[sl]).to(device)) for sl in batch_slices(len(ids), bs)]
     return torch.cat(out) if out else torch.zeros(0, maps.shape[0], device=device)
 
 @torch.no_grad()
@@ -487,9 +490,9 @@ def scen_pass(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: int | N
     bs = batch_size or trained.cfg.eval_batch_size
     have = trained.cache
     if have is None or len(have.ids) == 0:
-        return _encode_all(trained.scen, maps, ids, trained.cfg.runtime_compression, device, bs)
+        return encode_all(trained.scen, maps, ids, trained.cfg.runtime_compression, device, bs)
     known = np.isin(ids, have.ids)
-    new = _encode_all(trained.scen, maps, np.unique(ids[~known]), trained.cfg.runtime_compression, device, bs)
+    new = encode_all(trained.scen, maps, np.unique(ids[~known]), trained.cfg.runtime_compression, device, bs)
     old = have.select(np.unique(ids[known]))
     old = SCENPass(old.ids, *(t.to(device) for t in (old.x, old.logits, old.scores, old.global_map)))
     return SCENPass.cat([old, new]).select(ids)
@@ -524,7 +527,7 @@ def scen_local_logits(trained: TrainedSCEN, maps, ids, device='cpu', batch_size:
     "Local class logits l (n, C) of images `ids`, in batches."
     device = resolve_device(device)
     trained.scen.to(device)
-    return _encode_all(trained.scen, maps, ids, 'mean', device, batch_size or trained.cfg.eval_batch_size).logits
+    return encode_all(trained.scen, maps, ids, 'mean', device, batch_size or trained.cfg.eval_batch_size).logits
 
 def scen_zsl_eval(trained: TrainedSCEN, maps, data, device='cpu', cached: SCENPass | None = None) -> dict:
     "SCEN's own CZSL accuracy and GZSL U, S, H from the local logits (fractions in [0, 1]); `cached`: a `scen_pass` holding the test ids."

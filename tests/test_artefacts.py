@@ -231,7 +231,8 @@ def test_fig3_has_title_and_labelled_scores(tmp_path):
 # ---------------------------------------------------------------- item 7: public functions say presets and shapes
 def test_public_functions_have_docstrings():
     import inspect, importlib
-    missing = [f'{m}.{n}' for m in ('scegg.pipeline', 'scegg.reproduce', 'scegg.classify', 'scegg.features', 'scegg.data')
+    missing = [f'{m}.{n}' for m in ('scegg.pipeline', 'scegg.reproduce', 'scegg.classify', 'scegg.features', 'scegg.data',
+                                  'scegg.datasets', 'scegg.fixtures')
                for n in importlib.import_module(m).__all__
                if inspect.isfunction(o := getattr(importlib.import_module(m), n)) and not (o.__doc__ or '').strip()]
     assert missing == []
@@ -239,7 +240,7 @@ def test_public_functions_have_docstrings():
 
 def test_entry_point_docstrings_name_presets_and_shapes():
     from scegg.pipeline import PRESETS, make_config, train, load_run
-    from scegg.data import load_dataset
+    from scegg.datasets import load_dataset
     from scegg.features import extract_features, open_store
     for p in PRESETS: assert p in train.__doc__ and p in make_config.__doc__, p
     for p in R.REPRO_PRESETS: assert p in R.reproduce.__doc__, p

@@ -1,7 +1,8 @@
 "Class order of restricted views: every per-class row follows the view's own class axis, not sorted class ids."
 import dataclasses
 import numpy as np
-from scegg.data import make_xlsa17_fixture, load_xlsa17, make_validation_split, subset_classes
+from scegg.data import load_xlsa17, make_validation_split, subset_classes
+from scegg.fixtures import make_xlsa17_fixture
 
 
 def test_validation_view_keeps_interleaved_class_order(tmp_path):

@@ -8,9 +8,10 @@ import scipy.io as sio
 
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import SceggError
-from scegg.data import (ZSLDataset, Split, check_dataset, load_cub_mini, load_dataset, load_xlsa17, make_cub_fixture,
-                        make_cub_subset, make_validation_split, make_xlsa17_fixture, read_att_splits, load_word_vectors,
+from scegg.data import (ZSLDataset, Split, load_xlsa17, make_validation_split, read_att_splits, load_word_vectors,
                         xlsa17_paths, default_shared_data)
+from scegg.datasets import check_dataset, load_cub_mini, load_dataset
+from scegg.fixtures import make_cub_fixture, make_cub_subset, make_xlsa17_fixture
 
 SHARED = Path(os.environ.get('SCEGG_SHARED_DATA') or Path(__file__).resolve().parents[2]/'shared'/'data')
 needs_shared = pytest.mark.skipif(not (SHARED/'CUB'/'att_splits.mat').is_file(), reason='../shared/data absent')

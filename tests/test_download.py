@@ -7,8 +7,9 @@ import pytest
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.core import SceggError
 import scegg.download as dl
-from scegg.download import download, download_dataset, free_port, serve_folder, sha256_file, unpack
-from scegg.data import load_dataset, make_xlsa17_fixture
+from scegg.download import download, download_dataset, sha256_file, unpack
+from scegg.datasets import load_dataset
+from scegg.fixtures import free_port, make_xlsa17_fixture, serve_folder
 
 
 @pytest.fixture

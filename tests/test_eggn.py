@@ -4,7 +4,7 @@ import pytest, torch, torch.nn as nn
 torch.set_num_threads(1)  # tiny models: one thread is fastest, and avoids oversubscription on a shared CPU
 from scegg.core import SceggError
 from scegg.eggn import (EGGNConfig, EGGN, train_eggn, synthesize, evaluate_epoch, fabricated_zsl, weighted_l1,
-                        vae_loss, update_lambda, generator_step, GeneratorDraws, _optimisers)
+                        vae_loss, update_lambda, generator_step, GeneratorDraws, make_optimisers)
 
 SMALL = dict(hidden=64, batch_size=32, syn_num=50, classifier_epochs=10, classifier_lr=1e-2, lr=1e-2)
 MECH = {**SMALL, 'critic_iters': 2}  # mechanics tests: fewer critic steps, same code path
@@ -131,7 +131,7 @@ def test_bad_settings_fail_before_work():
 def _one_generator_step(cfg, dz, guide, a1=0.0):
     D, K = dz['x_trainval'].shape[1], dz['att'].shape[1]
     m = EGGN(cfg, D, K, generator=torch.Generator().manual_seed(0))
-    opts = _optimisers(m, cfg)
+    opts = make_optimisers(m, cfg)
     g = torch.Generator().manual_seed(1)
     B = 8
     draws = GeneratorDraws(torch.arange(B), torch.randn(B, K, generator=g),
@@ -243,8 +243,8 @@ def test_fused_adam_matches_per_tensor_loop():
         for key in ('exp_avg', 'exp_avg_sq'):
             torch.testing.assert_close(opt['loop'].state[a][key], opt['fused'].state[b][key], atol=1e-12, rtol=1e-6)
     m = EGGN(EGGNConfig(**SMALL), 8, 4)
-    assert all(o.param_groups[0]['fused'] for o in _optimisers(m, EGGNConfig(**SMALL)).values())
-    assert not any(o.param_groups[0]['fused'] for o in _optimisers(m, EGGNConfig(**SMALL, fused_adam=False)).values())
+    assert all(o.param_groups[0]['fused'] for o in make_optimisers(m, EGGNConfig(**SMALL)).values())
+    assert not any(o.param_groups[0]['fused'] for o in make_optimisers(m, EGGNConfig(**SMALL, fused_adam=False)).values())
 
 
 def test_fast_and_plain_training_agree():

@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from scegg.core import SceggError
-from scegg.features import (IMAGENET_BIRDS, FeatureStore, extract_features, fabricate_store, get_backbone,
-                            imagenet_top5, open_store, store_dir)
+from scegg.features import (IMAGENET_BIRDS, FeatureStore, extract_features, get_backbone, imagenet_top5, open_store,
+                            store_dir)
+from scegg.fixtures import fabricate_store
 
 
 def _images(folder, n):
@@ -137,7 +138,7 @@ def test_chunk_marker_records_checksum(tmp_path):
 
 def test_cli_extract_repairs_damaged_store(tmp_path, monkeypatch, capsys):
     from scegg.cli import main
-    from scegg.data import make_xlsa17_fixture
+    from scegg.fixtures import make_xlsa17_fixture
     root = make_xlsa17_fixture(tmp_path / 'x', 'CUB')
     args = ['data', 'extract', 'CUB', '--root', str(root), '--backbone', 'simple_cnn', '--features-dir', str(tmp_path / 'f')]
     assert main(args) == 0

@@ -10,7 +10,9 @@ import scipy.io as sio
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.cli import main
 from scegg.core import SceggError
-from scegg.data import make_xlsa17_fixture, xlsa17_paths, load_dataset
+from scegg.data import xlsa17_paths
+from scegg.datasets import load_dataset
+from scegg.fixtures import make_xlsa17_fixture
 from scegg import pipeline
 
 

@@ -11,7 +11,8 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.cli import main
 from scegg.core import SceggError, file_lock, LOCK_NAME
 from scegg import pipeline, reproduce
-from scegg.data import make_cub_fixture, make_cub_subset, load_dataset
+from scegg.datasets import load_dataset
+from scegg.fixtures import make_cub_fixture, make_cub_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 

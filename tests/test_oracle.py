@@ -10,7 +10,7 @@ import pytest, torch
 import torch.nn.functional as F
 from conftest import shared_data
 from scegg.scen import SCEN, L_LCE, L_GCE, semantic_consistency_loss, stage1_loss, stage2_loss, _rmsprop, SCENConfig
-from scegg.eggn import (EGGN, EGGNConfig, weighted_l1, vae_loss, gradient_penalty, _optimisers, stage3_iteration,
+from scegg.eggn import (EGGN, EGGNConfig, weighted_l1, vae_loss, gradient_penalty, make_optimisers, stage3_iteration,
                         CriticDraws, GeneratorDraws)
 
 ORACLE = shared_data().parent / 'oracle'
@@ -191,7 +191,7 @@ def run_iteration(s3, scen_key, weighted=None, **paths):
     guide = torch.nn.Sequential(torch.nn.Linear(s3['dims']['D'], s3['dims']['cls_hidden']), torch.nn.LeakyReLU(0.01),
                                 torch.nn.Linear(s3['dims']['cls_hidden'], s3['dims']['C']))
     guide.load_state_dict(s3['cls_g_state']); guide.requires_grad_(False)
-    opts = _optimisers(m, cfg)
+    opts = make_optimisers(m, cfg)
     grads = {k: [] for k in opts}
     for k, o in opts.items():
         mod = getattr(m, k)
@@ -348,7 +348,7 @@ def run_sequence(fx, **paths):
     guide = torch.nn.Sequential(torch.nn.Linear(fx['dims']['D'], fx['dims']['cls_hidden']), torch.nn.LeakyReLU(0.01),
                                 torch.nn.Linear(fx['dims']['cls_hidden'], fx['dims']['C']))
     guide.load_state_dict(fx['cls_g_state']); guide.requires_grad_(False)
-    opts = _optimisers(m, cfg)
+    opts = make_optimisers(m, cfg)
     grads = {k: [] for k in opts}
     for k, o in opts.items():
         mod = getattr(m, k)

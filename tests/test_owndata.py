@@ -8,8 +8,9 @@ import pytest
 
 from scegg.cli import main
 from scegg.core import SceggError
-from scegg.data import load_dataset, canonical_dataset
-from scegg.owndata import make_image_set_fixture, load_image_set, attribute_table_vectors
+from scegg.datasets import load_dataset, canonical_dataset
+from scegg.fixtures import make_image_set_fixture
+from scegg.owndata import load_image_set, attribute_table_vectors
 from scegg.pipeline import make_config, differs_from_paper
 
 

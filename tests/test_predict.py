@@ -10,7 +10,7 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg import pipeline
 from scegg.core import SceggError
 from scegg.classify import per_class_accuracy
-from scegg.data import load_dataset
+from scegg.datasets import load_dataset
 from scegg.predict import load_trained, predict, read_class_file
 from scegg.cli import main
 from conftest import shared_data

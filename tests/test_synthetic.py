@@ -133,7 +133,7 @@ def test_skip_mismatch_and_interrupted_folder(tmp_path):
 
 
 def test_load_through_data_layer_and_default_root(tmp_path, monkeypatch):
-    from scegg.data import load_dataset
+    from scegg.datasets import load_dataset
     ds = load_dataset('synthetic', tmp_path / 'z', preset='smoke', images_per_class=5)
     assert len(ds.image_paths) == 40
     monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'home'))

@@ -10,7 +10,8 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.cli import main
 from scegg.core import SceggError, write_json, torch_save, atomic_write
 from scegg import pipeline
-from scegg.data import DATASETS, make_cub_fixture, make_cub_subset
+from scegg.datasets import DATASETS
+from scegg.fixtures import make_cub_fixture, make_cub_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -130,7 +131,7 @@ def test_results_reused_only_for_their_own_configuration(tmp_path, smoke_run, da
 
 def test_feature_store_locked_during_extraction(tmp_path, capsys, holder, data_home):
     from scegg.features import store_dir
-    from scegg.data import load_dataset
+    from scegg.datasets import load_dataset
     d = load_dataset('synthetic', None, preset='smoke')
     folder = store_dir(tmp_path / 'f', d.name, 'simple_cnn')
     p = holder(folder, 'feature store')
