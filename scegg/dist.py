@@ -71,10 +71,12 @@ class _Stage1Loss(nn.Module):
         self.len_, self.gen, self.cfg = scen.len_, scen.gen, cfg
         self.register_buffer('seen', seen)
     def forward(self, F, y):
-        o, cfg = self.len_(F), self.cfg
-        loss = torch.zeros((), device=F.device)
-        if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits, y, self.seen)
-        if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(self.gen(o.H), y, self.seen)
+        cfg = self.cfg
+        with torch.autocast(F.device.type, torch.bfloat16, enabled=cfg.bf16):   # as `fit_scen`: fp32 losses
+            o = self.len_(F)
+            loss = torch.zeros((), device=F.device)
+            if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits.float(), y, self.seen)
+            if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(self.gen(o.H).float(), y, self.seen)
         return loss
 
 def _shard(n: int, rank: int, world: int) -> slice:

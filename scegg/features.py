@@ -16,9 +16,9 @@ from PIL import Image
 from .core import SceggError, check, atomic_write, write_json, read_json, resolve_device, progress, heap_reuse
 
 # %% auto #0
-__all__ = ['BACKBONES', 'RESNET101_FILE', 'IMAGENET_BIRDS', 'STORE_FORMAT', 'BackboneSpec', 'register_backbone', 'get_backbone',
-           'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_dir', 'image_list_fingerprint', 'FeatureStore',
-           'open_store', 'write_chunk', 'ImageFiles', 'extract_features']
+__all__ = ['BACKBONES', 'RESNET101_FILE', 'IMAGENET_BIRDS', 'STORE_FORMAT', 'PRECISIONS', 'BackboneSpec', 'register_backbone',
+           'get_backbone', 'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_dir', 'image_list_fingerprint',
+           'FeatureStore', 'open_store', 'write_chunk', 'ImageFiles', 'extract_features']
 
 # %% ../nbs/04_features.ipynb #c006
 @dataclasses.dataclass(frozen=True)
@@ -156,10 +156,14 @@ register_backbone(BackboneSpec('simple_cnn', 64, 64, 8, lambda pretrained, image
 # %% ../nbs/04_features.ipynb #c020
 STORE_FORMAT = 'scegg-features-1'
 
-def store_dir(root, dataset_name: str, backbone: str, image_size: int | None = None) -> Path:
+PRECISIONS = ('fp32', 'bf16')   # how a store's maps (and a run) are computed: fp32, or products under bfloat16 autocast
+
+def store_dir(root, dataset_name: str, backbone: str, image_size: int | None = None,
+              precision: str = 'fp32') -> Path:   # 'bf16': maps extracted under bfloat16 autocast, a store of their own
     "The store folder of `dataset_name` maps from `backbone` at `image_size` px under `root`."
     spec = get_backbone(backbone, image_size)
-    return Path(root) / 'features' / dataset_name / f'{spec.name}-{spec.image_size}px'
+    check(precision in PRECISIONS, f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return Path(root) / 'features' / dataset_name / f"{spec.name}-{spec.image_size}px{'-bf16' if precision == 'bf16' else ''}"
 
 def image_list_fingerprint(image_paths: Sequence[str]) -> str:
     "A hash of the image list, relative to its common folder, so moving the data root keeps it valid."
@@ -290,7 +294,8 @@ class FeatureStore:
 
 # %% ../nbs/04_features.ipynb #c025
 def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | None = None,
-               image_size: int | None = None, require_complete: bool = True) -> FeatureStore:
+               image_size: int | None = None, require_complete: bool = True,
+               precision: str | None = None) -> FeatureStore:   # 'fp32' or 'bf16': the maps must have been made so
     "The FeatureStore at `path` (maps(ids) -> (n, D, H*W) float32, pooled(ids) -> (n, D)), checked against `image_paths`, `backbone`, `image_size`."
     s = FeatureStore(path)
     if image_paths is not None:
@@ -301,6 +306,9 @@ def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | N
         check(backbone == s.backbone, f'feature store {s.path} holds {s.backbone} maps, not {backbone}')
     if image_size is not None:
         check(int(image_size) == s.image_size, f'feature store {s.path} holds maps at {s.image_size}px, not {image_size}px')
+    if precision is not None:
+        made = s.manifest.get('precision', 'fp32')
+        check(made == precision, f'feature store {s.path} holds maps extracted in {made}, not {precision}')
     if require_complete:
         done = s.complete_chunks()
         check(len(done) == s.n_chunks, f'feature store {s.path} is incomplete ({len(done)}/{s.n_chunks} chunks); '
@@ -319,11 +327,12 @@ def _prepare_store(out_dir, manifest: dict, write_manifest: bool) -> FeatureStor
     mf = out_dir / 'manifest.json'
     if mf.exists():
         old = FeatureStore(out_dir).manifest
+        get = lambda m, k: m.get(k, 'fp32' if k == 'precision' else None)   # stores without 'precision' hold fp32 maps
         for k, what in (('backbone', 'backbone'), ('image_size', 'image size'), ('shape', 'map shape'),
                         ('n_images', 'number of images'), ('chunk_size', 'chunk size'), ('fingerprint', 'image list'),
-                        ('weights', 'weights')):
-            check(old.get(k) == manifest.get(k), f'{out_dir} already holds a feature store with another {what} '
-                  f'({old[k]} vs {manifest[k]}); use another folder or delete this one')
+                        ('weights', 'weights'), ('precision', 'precision')):
+            check(get(old, k) == get(manifest, k), f'{out_dir} already holds a feature store with another {what} '
+                  f'({get(old, k)} vs {get(manifest, k)}); use another folder or delete this one')
     elif write_manifest:
         write_json(mf, manifest)
     return FeatureStore(out_dir) if mf.exists() else None
@@ -406,6 +415,7 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
     paths = [str(p) for p in image_paths]
     m = _new_manifest(spec.name, spec.image_size, spec.shape, n, chunk_size, image_list_fingerprint(paths),
                       dataset_name, weights=spec.weights if pretrained else 'random (pretrained=False)',
+                      **({'precision': 'bf16'} if amp else {}),   # absent: fp32 (stores made before it was recorded)
                       **({'command': command} if command else {}))
     _prepare_store(out_dir, m, write_manifest=(rank == 0))
     store = FeatureStore(out_dir) if (out_dir / 'manifest.json').exists() else None

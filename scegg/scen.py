@@ -45,6 +45,8 @@ class SCENConfig:
     eval_batch_size: int = 256    # images per forward pass when nothing is trained
     checkpoint_every: int = 500   # iterations between checkpoints
     seed: int = 56441
+    bf16: bool = False            # opt-in: stages 1-2 and every pass after them under bfloat16 autocast (fp32 weights,
+                                  # optimiser state and losses); `RunConfig.precision='bf16'` sets it
 
 # %% ../nbs/05_scen.ipynb #c006
 def _check_config(cfg: SCENConfig):
@@ -334,10 +336,13 @@ def _len_summary(scen: SCEN, F: torch.Tensor, how: str) -> tuple:
     return x, s @ L.att.T, s, gmap
 
 @torch.no_grad()
-def encode_all(scen: SCEN, maps, ids, how: str, device, bs: int) -> SCENPass:
+def encode_all(scen: SCEN, maps, ids, how: str, device, bs: int,
+                bf16: bool = False) -> SCENPass:   # products under bfloat16 autocast, results back in fp32
     "One pass over the maps of `ids`, in batches: unscaled compressed features, local logits, scores, global maps."
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    parts = [_len_summary(scen, maps.maps(ids[sl]).to(device).float(), how) for sl in batch_slices(len(ids), bs)]
+    with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+        parts = [tuple(t.float() for t in _len_summary(scen, maps.maps(ids[sl]).to(device).float(), how))
+                 for sl in batch_slices(len(ids), bs)]
     if not parts:
         K, D = scen.len_.V.shape[0], scen.gen.classifier.in_features
         C, R = scen.gen.classifier.out_features, int(np.prod(maps.shape[1:]))
@@ -377,13 +382,13 @@ def stage1_loss(scen: SCEN, F: torch.Tensor, y, seen, cfg: SCENConfig) -> torch.
     "The stage-1 loss of one batch of maps F (B, D, R): lambda_LCE L_LCE(l) + lambda_GCE L_GCE(Linear(MLP(H)))."
     o = scen.len_(F)
     loss = torch.zeros((), device=F.device)
-    if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits, y, seen)
-    if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(scen.gen(o.H), y, seen)
+    if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits.float(), y, seen)   # losses in fp32 (also under bf16)
+    if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(scen.gen(o.H).float(), y, seen)
     return loss
 
 def stage2_loss(scen: SCEN, x_scaled: torch.Tensor, local_logits: torch.Tensor, y, seen, cfg: SCENConfig) -> torch.Tensor:
     "The stage-2 loss of CLS_g on a batch of x~: L_SCR to the local logits, or (ablation 'ce') L_GCE to the labels."
-    out = scen.cls_g(x_scaled)
+    out = scen.cls_g(x_scaled).float()
     if cfg.cls_g_loss == 'scr': return semantic_consistency_loss(out, local_logits)
     return L_GCE(out, y, seen)
 
@@ -436,7 +441,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
         bar = progress(range(start, n_iters), desc=f'SCEN {stage}', total=n_iters, initial=start)
         for it in bar:
             pos = sampler.sample()
-            loss = step(pos)
+            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16): loss = step(pos)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             v = loss.item(); history[f'{stage}_loss'].append(v)
             if (it + 1) % log_every == 0: bar.set_postfix(loss=f'{v:.4f}')
@@ -456,7 +461,7 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
 
     # Stage 2: freeze stage 1; x~ and l cached once; CLS_g trained with L_SCR.
     for p in [*scen.len_.parameters(), *scen.gen.parameters()]: p.requires_grad_(False)
-    enc = encode_all(scen, maps, tv_ids, cfg.runtime_compression, device, cfg.eval_batch_size)
+    enc = encode_all(scen, maps, tv_ids, cfg.runtime_compression, device, cfg.eval_batch_size, cfg.bf16)
     x, l = enc.x, enc.logits
     scaler.fit(x)
     if done < 2:
@@ -490,9 +495,10 @@ def scen_pass(trained: TrainedSCEN, maps, ids, device='cpu', batch_size: int | N
     bs = batch_size or trained.cfg.eval_batch_size
     have = trained.cache
     if have is None or len(have.ids) == 0:
-        return encode_all(trained.scen, maps, ids, trained.cfg.runtime_compression, device, bs)
+        return encode_all(trained.scen, maps, ids, trained.cfg.runtime_compression, device, bs, trained.cfg.bf16)
     known = np.isin(ids, have.ids)
-    new = encode_all(trained.scen, maps, np.unique(ids[~known]), trained.cfg.runtime_compression, device, bs)
+    new = encode_all(trained.scen, maps, np.unique(ids[~known]), trained.cfg.runtime_compression, device, bs,
+                      trained.cfg.bf16)
     old = have.select(np.unique(ids[known]))
     old = SCENPass(old.ids, *(t.to(device) for t in (old.x, old.logits, old.scores, old.global_map)))
     return SCENPass.cat([old, new]).select(ids)
@@ -527,7 +533,8 @@ def scen_local_logits(trained: TrainedSCEN, maps, ids, device='cpu', batch_size:
     "Local class logits l (n, C) of images `ids`, in batches."
     device = resolve_device(device)
     trained.scen.to(device)
-    return encode_all(trained.scen, maps, ids, 'mean', device, batch_size or trained.cfg.eval_batch_size).logits
+    return encode_all(trained.scen, maps, ids, 'mean', device, batch_size or trained.cfg.eval_batch_size,
+                       trained.cfg.bf16).logits
 
 def scen_zsl_eval(trained: TrainedSCEN, maps, data, device='cpu', cached: SCENPass | None = None) -> dict:
     "SCEN's own CZSL accuracy and GZSL U, S, H from the local logits (fractions in [0, 1]); `cached`: a `scen_pass` holding the test ids."
