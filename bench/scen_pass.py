@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, RESULTS, fake_data
 from scegg.core import write_json
 from scegg.scen import fit_scen, dense_features, scen_pass, scen_zsl_eval, _encode_all, _batches, _accuracy_fn
-from scegg.pipeline import make_config
+from scegg.config import make_config
 
 
 @torch.no_grad()

@@ -71,7 +71,8 @@ def cmd_data_synth(a):
 
 def cmd_data_extract(a):
     from scegg.data import load_dataset
-    from scegg.pipeline import RunConfig, ensure_store
+    from scegg.config import RunConfig
+    from scegg.pipeline import ensure_store
     from scegg.core import resolve_device
     dev = resolve_device(a.device)
     opts = _data_options(a)
@@ -80,12 +81,10 @@ def cmd_data_extract(a):
                     features_dir=a.features_dir, extract_batch_size=a.batch_size)
     print(ensure_store(data, cfg, dev, verify=True))
 
-_DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB-224': 'cub-cpu', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
-                   'AWA2': 'paper-AWA2', 'IMAGE-SET': 'own-small'}
-
 def cmd_train(a):
-    from scegg.pipeline import make_config, train, PRESETS
-    preset = a.preset or _DEFAULT_PRESET.get(a.dataset.upper())
+    from scegg.config import make_config, PRESETS, DEFAULT_PRESET
+    from scegg.pipeline import train
+    preset = a.preset or DEFAULT_PRESET.get(a.dataset.upper())
     check(preset is not None, f'no default preset for {a.dataset!r}; choose one with --preset ({", ".join(PRESETS)})')
     over = _parse_sets(a.set)
     over.setdefault('dataset', _dataset(a.dataset))
@@ -145,7 +144,7 @@ def cmd_predict(a):
 
 def cmd_reproduce(a):
     from scegg.reproduce import reproduce
-    from scegg.reproduce import REPRO_PRESETS
+    from scegg.config import REPRO_PRESETS
     ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
     opts = _data_options(a, ds) if ds else {}
     if a.gpus_per_run and not str(a.device).startswith('cuda'):
@@ -205,6 +204,7 @@ def _add_data_flags(x):
     g.add_argument('--name', default=None, help='its name: runs, the feature store (features/NAME/), tables and the caveat use it')
 
 def build_parser() -> argparse.ArgumentParser:
+    from scegg.config import DEFAULT_PRESET
     from scegg.data import DATASETS
     _DATASET_HELP = f'the data set: one of {", ".join(DATASETS)} (any case)'
     p = argparse.ArgumentParser(prog='scegg', description='SC-EGG (IJCAI-22), reproducibly: data, training, reproduction.')
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser('train', help='one run: features, SCEN, EGGN, evaluation -> RUN_DIR/results.json')
     t.add_argument('dataset', help=_DATASET_HELP); t.add_argument('--root', default=None, help=_ROOT_HELP)
     _add_data_flags(t)
-    t.add_argument('--preset', default=None, help=f"training preset, e.g. smoke, {', '.join(dict.fromkeys(_DEFAULT_PRESET.values()))} (default: by dataset: {', '.join(f'{d} -> {p}' for d, p in _DEFAULT_PRESET.items())})")
+    t.add_argument('--preset', default=None, help=f"training preset, e.g. smoke, {', '.join(dict.fromkeys(DEFAULT_PRESET.values()))} (default: by dataset: {', '.join(f'{d} -> {p}' for d, p in DEFAULT_PRESET.items())})")
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting, e.g. eggn.epochs=5 (repeatable)')
     t.add_argument('--device', default='cpu', help=_DEVICE_HELP)
     t.add_argument('--out', required=True, help='the run folder: new, empty, or a scegg run folder (never . or your home folder)')

@@ -8,8 +8,10 @@ import dataclasses, os, re, shlex, subprocess, sys, time
 from pathlib import Path
 
 from .core import SceggError, check, LockBusy, write_json, read_json
-from .pipeline import RunConfig, make_config, run_hash, finished_results, load_run_data, train
-from .reproduce import Experiment, ABLATIONS, NOTEBOOKS, Interrupted, run_dir
+from .config import RunConfig, make_config, run_hash, ABLATIONS
+from .runs import finished_results, run_dir
+from .pipeline import load_run_data, train
+from .experiment import Experiment, NOTEBOOKS, Interrupted
 
 # %% auto #0
 __all__ = ['LIVE', 'EXECUTORS', 'notebook_runs', 'PlannedRun', 'plan_runs', 'missing_runs', 'run_job', 'SlurmOptions',

@@ -18,7 +18,8 @@ from .features import get_backbone
 from .scen import SCEN, SCENConfig, TrainedSCEN, MinMaxScaler
 from .eggn import EGGN, EGGNConfig, synthesize
 from .classify import train_final_classifier, transform_in_batches
-from .pipeline import RunConfig, FINAL_CLASSIFIERS
+from .config import RunConfig
+from .runs import CONFIG_FILE, RESULTS_FILE, FINAL_CLASSIFIERS, SCEN_CHECKPOINT, read_run_config, view_dir, eggn_checkpoint
 
 # %% auto #0
 __all__ = ['SCORERS', 'TrainedRun', 'load_trained', 'image_maps', 'class_set', 'read_class_file', 'fit_classifier', 'Prediction',
@@ -53,18 +54,15 @@ def load_trained(run_dir, device='cpu') -> TrainedRun:
     "The finished sc-egg run in `run_dir` (what `scegg train --out run_dir` wrote), on `device`."
     run, dev = Path(run_dir), resolve_device(device)
     check(run.is_dir(), f'run folder {run} does not exist; expected the --out folder of a finished `scegg train`')
-    check((run / 'config.json').is_file(), f'{run} is not a scegg run folder (no config.json)')
-    check((run / 'results.json').is_file(),
+    check((run / CONFIG_FILE).is_file(), f'{run} is not a scegg run folder (no {CONFIG_FILE})')
+    check((run / RESULTS_FILE).is_file(),
           f'{run} is an unfinished run (no results.json); finish it with the same `scegg train ... --out {run}`')
-    conf = read_json(run / 'config.json')['config']
-    try: cfg = RunConfig(**{k: v for k, v in conf.items() if k not in ('scen', 'eggn')},
-                         scen=SCENConfig(**conf['scen']), eggn=EGGNConfig(**conf['eggn']))
-    except (TypeError, KeyError) as e: raise SceggError(f'{run / "config.json"} was written by another version of scegg ({e})') from e
+    cfg = read_run_config(run)
     check(cfg.method == 'sc-egg', f'{run} is a {cfg.method} run; prediction needs an sc-egg run (SCEN gives the features and the attention)')
-    fc_p = run / 'test' / FINAL_CLASSIFIERS
+    fc_p = view_dir(run) / FINAL_CLASSIFIERS
     check(fc_p.is_file(), f'{run} has no test/{FINAL_CLASSIFIERS} (trained by an older scegg); train it again into a new --out folder')
     fc = _load(fc_p, 'final-classifier file')
-    cands = [run / 'test' / 'scen' / 'scen.pt'] + ([Path(fc['scen_dir']) / 'scen.pt'] if fc.get('scen_dir') else [])
+    cands = [view_dir(run) / 'scen' / SCEN_CHECKPOINT] + ([Path(fc['scen_dir']) / SCEN_CHECKPOINT] if fc.get('scen_dir') else [])
     scen_p = next((p for p in cands if p.is_file()), None)
     check(scen_p is not None, f'{run} has no SCEN checkpoint (looked for {", ".join(map(str, cands))})')
     ck = _load(scen_p, 'SCEN checkpoint')
@@ -76,7 +74,7 @@ def load_trained(run_dir, device='cpu') -> TrainedRun:
     scen.eval().requires_grad_(False)
     trained = TrainedSCEN(scen.to(dev), MinMaxScaler().load_state_dict(ck['scaler']), SCENConfig(**ck['cfg']))
     trained.scaler.min, trained.scaler.scale = trained.scaler.min.to(dev), trained.scaler.scale.to(dev)
-    eg_p = run / 'test' / 'eggn' / 'eggn_last.pt'
+    eg_p = eggn_checkpoint(run)
     check(eg_p.is_file(), f'{run} has no generator {eg_p}; train it again')
     st = _load(eg_p, 'EGGN checkpoint')
     eggn = EGGN(EGGNConfig(**st['cfg']), D, K)

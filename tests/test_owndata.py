@@ -10,7 +10,7 @@ from scegg.cli import main
 from scegg.core import SceggError
 from scegg.data import load_dataset, canonical_dataset
 from scegg.owndata import make_image_set_fixture, load_image_set, attribute_table_vectors
-from scegg.pipeline import make_config, differs_from_paper
+from scegg.config import make_config, differs_from_paper
 
 
 def _flags(root, name='scenes'): return ['--root', str(root), '--name', name]

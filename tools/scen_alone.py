@@ -10,7 +10,9 @@ import json, sys, time
 from pathlib import Path
 import torch
 from scegg.core import write_json
-from scegg.pipeline import make_config, load_run_data, ensure_store, scen_dir, run_hash
+from scegg.config import make_config, run_hash
+from scegg.pipeline import load_run_data, ensure_store
+from scegg.runs import scen_dir
 from scegg.scen import fit_scen, scen_zsl_eval
 
 seed = int(sys.argv[1])

@@ -12,7 +12,9 @@ OUT/VIEW/view.json (curves, SCEN alone on the view, wall times) and prints the b
 import sys, time
 from pathlib import Path
 import torch
-from scegg.pipeline import make_config, load_run_data, ensure_store, fit_view, scen_dir
+from scegg.config import make_config
+from scegg.pipeline import load_run_data, ensure_store, fit_view
+from scegg.runs import scen_dir
 
 out, args = Path(sys.argv[1]), sys.argv[2:]
 view_name = args.pop(0) if args and '=' not in args[0] else 'validation'
