@@ -168,6 +168,7 @@ def _submitter(folder: Path, opt: SlurmOptions, job_name: str):
     ex.update_parameters(**params)
     return ex
 
+# %% ../nbs/13_cluster.ipynb #c016
 def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None, folder=None,
                 job_name: str = 'scegg', verbose: bool = True) -> dict:
     "Train the planned runs `todo` as one Slurm job each (or wait for their live jobs of an earlier call), until all ended -> {'jobs', 'failed'}."
@@ -215,7 +216,7 @@ def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None,
                           'them and render the tables' if live else 'interrupted before any job was submitted') from None
     return {'jobs': {h: str(j.job_id) for h, (p, j) in jobs.items()}, 'failed': failed, 'folder': str(folder)}
 
-# %% ../nbs/13_cluster.ipynb #c016
+# %% ../nbs/13_cluster.ipynb #c018
 EXECUTORS = ('local', 'processes', 'slurm')
 
 def _in_process(todo, runs, device, say) -> list:

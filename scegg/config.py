@@ -101,7 +101,7 @@ PAPER_REFERENCE = {'CUB': 'paper-CUB', 'CUB-224': 'paper-CUB', 'SUN': 'paper-SUN
                    'IMAGE-SET': 'paper-SUN'}   # an image set of one's own: the authors' released (SUN) configuration
 
 # A small image set of one's own (tens of classes, hundreds to a few thousand images) on a CPU: cub-mini's
-# settings with 15 GAN epochs (5). Chosen on a validation view, CUB-mini's (seed 3483, real word vectors; tools/
+# settings with 15 GAN epochs (5). Chosen on a validation view, CUB-mini's (seed 3483, real word vectors; lab/
 # view_only.py, outputs/word-vectors/README.md): validation H (best classifier epoch) 38.6 / 49.2 / 61.7 after GAN
 # epochs 5 / 10 / 15, still rising at 15, the longest schedule measured; the validation protocol then picks the
 # epoch inside it. Not a paper setting: every result lists it in differs_from_paper.

@@ -4,24 +4,30 @@
 
 # %% ../nbs/10b_experiment.ipynb #c002
 from __future__ import annotations
-import dataclasses, os, tempfile
+import dataclasses, json, math, os, tempfile, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .core import SceggError, check, config_hash
-from .config import make_config, repro_preset, seeds_for, flat_config, ABLATIONS
-from .runs import run_dir, finished_run
-from .pipeline import train, load_run
+from .core import SceggError, check, config_hash, atomic_write, write_json, read_json
+from .config import make_config, run_hash, repro_preset, seeds_for, flat_config, ABLATIONS
+from .runs import RESULTS_FILE, VIEWS, VIEW_FILE, run_dir, finished_run, scen_dir
+from .scen import fit_scen, scen_zsl_eval, attention_maps
+from .features import get_backbone
+from .eggn import synthesize
+from .classify import zsl_curves
+from .pipeline import train, load_run, load_run_data, ensure_store, fit_view
 from .tables import (PROTOCOLS, check_table_runs, table1, paired_differences, ablation_table, banner, save_table,
                           missing_text, bold_paragraph, sweep_frame, curve_frame)
 from .figures import (save_figure, untrained_scen, read_cub_parts, cub_pointing_game, attention_concentration,
                            choose_classes, embedding_sets, space_metrics)
 
 # %% auto #0
-__all__ = ['NOTEBOOKS', 'Interrupted', 'cached_run', 'Experiment', 'table1_experiment', 'ablation_experiment', 'sweep_experiment',
-           'tsne_experiment', 'attention_experiment', 'curves_experiment']
+__all__ = ['NOTEBOOKS', 'WV_METRICS', 'Interrupted', 'cached_run', 'Experiment', 'table1_experiment', 'ablation_experiment',
+           'sweep_experiment', 'tsne_experiment', 'attention_experiment', 'curves_experiment', 'scen_alone_study',
+           'posthoc_variants', 'view_study', 'word_vector_pairs', 'word_vector_table', 'word_vector_cost']
 
 # %% ../nbs/10b_experiment.ipynb #c005
 NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
@@ -220,8 +226,6 @@ def _concentration(d: dict, data, scored, scored_att: dict):
 # %% ../nbs/10b_experiment.ipynb #c019
 def attention_experiment(ex: Experiment, n_images: int = 3, top: int = 8, cub_root=None, n_scored: int = 200):
     "Per data set: attention maps of chosen test-unseen images; pointing game of the trained and the untrained LEN."
-    from scegg.scen import attention_maps
-    from scegg.features import get_backbone
     out = {}
     for ds in ex.datasets:
         s = ex.seed_list(ds, 1)[0]
@@ -256,3 +260,140 @@ def curves_experiment(ex: Experiment) -> dict:
                   for v in ('test', 'validation')}
         out[ds] = {'groups': groups, 'results': res, 'frames': frames}
     return out
+
+# %% ../nbs/10b_experiment.ipynb #c024
+def scen_alone_study(seed: int, preset: str = 'cub-cpu', out='outputs/cub-cpu', device='cpu',
+                     command: str | None = None) -> dict:   # recorded in the file (default: the lab script's)
+    "SCEN alone on the test splits of `preset` with `seed`, SCEN checkpointed in `out`/runs/scen_cache; writes `out`/scen_alone_seed<SEED>.json."
+    out = Path(out); runs = out / 'runs'
+    cfg = make_config(preset, {'seed': seed})
+    if cfg.threads: torch.set_num_threads(cfg.threads)
+    data = load_run_data(cfg)
+    maps = ensure_store(data, cfg, device)
+    d = scen_dir(cfg, data, runs / run_hash(cfg) / 'test', runs / 'scen_cache')
+    t = time.time(); trained = fit_scen(data, maps, cfg.scen, device, checkpoint_dir=d, resume=True); t_fit = time.time() - t
+    t = time.time(); metrics = scen_zsl_eval(trained, maps, data, device); t_eval = time.time() - t
+    res = {'what': f'SCEN alone (its local attribute classifier, no generator) on the {data.name} test splits, preset {preset}; '
+                   'no epoch selection, so no protocol applies',
+           'command': command or f'python lab/scen_alone.py {seed} {preset} {out}', 'seed': seed, 'metrics': metrics,
+           'fit_s': t_fit, 'eval_s': t_eval, 'stage_s': {k: trained.history.get(k) for k in ('stage1_s', 'stage2_s')},
+           'scen_config': cfg.scen.__dict__, 'caveat': data.caveat}
+    write_json(out / f'scen_alone_seed{seed}.json', res)
+    return res
+
+# %% ../nbs/10b_experiment.ipynb #c026
+def posthoc_variants(run_dir, view: str = 'validation', command: str | None = None, verbose: bool = False) -> dict:
+    "Final-classifier variants on the last generator of the finished run in `run_dir` (`view`: validation or test); writes `run_dir`/posthoc_<view>.json."
+    run_dir, t0 = Path(run_dir), time.time()
+    cache = run_dir.parent / 'scen_cache' if (run_dir.parent / 'scen_cache').is_dir() else None   # the reproduction cache
+    r = load_run(run_dir, view=view, scen_cache=cache)
+    cfg, data, res, xs = r['cfg'], r['data'], r['eggn'], r['features']
+    model, e = res.model.eval(), len(res.history) - 1
+    seed = cfg.seed + 1000 * (e + 1)           # the seed of the last epoch's evaluation in `fit_view`
+    att = torch.as_tensor(data.att, dtype=torch.float32)
+    seen, unseen = torch.as_tensor(data.seen), torch.as_tensor(data.unseen)
+    (x_tv, y_tv), (x_ts, y_ts), (x_tu, y_tu) = xs['trainval'], xs['test_seen'], xs['test_unseen']
+    dec_only = lambda x: model.transform(x)[:, x.shape[1]:]
+    variants = {'default': {}, 'x alone': {'transform': None}, 'Dec(x), Dec_h(x)': {'transform': dec_only},
+                'a2 = 0': {'a2': 0.0}, **{f'syn_num {n}': {'syn_num': n} for n in (50, 200, 300) if n != cfg.eggn.syn_num}}
+    rows = {}
+    for name, v in variants.items():
+        n, a2 = v.get('syn_num', cfg.eggn.syn_num), v.get('a2', cfg.eggn.a2)
+        with torch.no_grad():
+            x_s, y_s = synthesize(model, unseen, n, att, a2, generator=torch.Generator().manual_seed(seed))
+            c = zsl_curves(x_s, y_s, x_tv, y_tv, x_ts, y_ts, x_tu, y_tu, seen, unseen, lr=cfg.eggn.classifier_lr,
+                           epochs=cfg.eggn.classifier_epochs, batch_size=n,
+                           transform=v.get('transform', model.transform), seed=seed)
+        i = max(range(len(c['H'])), key=lambda k: c['H'][k])
+        rows[name] = {'czsl_acc': max(c['czsl_acc']), 'H': c['H'][i], 'U': c['U'][i], 'S': c['S'][i]}
+        if verbose: print(f"{view:10s} {name:18s} CZSL {100 * rows[name]['czsl_acc']:5.1f}  U {100 * rows[name]['U']:5.1f}  "
+                          f"S {100 * rows[name]['S']:5.1f}  H {100 * rows[name]['H']:5.1f}", flush=True)
+    last = res.history[-1]
+    out = {'what': f'post-hoc final-classifier variants on the last generator (GAN epoch {e + 1}) of {run_dir.name}, '
+                   f'{view} view; best over classifier epochs on the view\'s evaluation splits',
+           'command': command or f'python lab/posthoc.py {run_dir} {view}', 'method': cfg.method, 'seed': cfg.seed, 'view': view,
+           'gan_epoch': e, 'variants': rows,
+           'run_last_point': {'czsl_acc': max(last['czsl_acc']), 'H': max(last['H'])}, 'seconds': round(time.time() - t0, 1)}
+    write_json(run_dir / f'posthoc_{view}.json', out)
+    return out
+
+# %% ../nbs/10b_experiment.ipynb #c028
+def view_study(out, view: str = 'validation', preset: str = 'cub-cpu', overrides: dict | None = None,
+               scen_cache=None, device='cpu') -> dict:   # scen_cache: e.g. outputs/<preset>/runs/scen_cache (None: in `out`)
+    "One view of `preset` with `overrides` trained into `out`/`view` -> its view.json ({'curves', 'scen', 'wall_s', ...})."
+    out, cfg = Path(out), make_config(preset, overrides)
+    check(view in VIEWS, f'view {view!r} is unknown; expected one of {", ".join(VIEWS)}')
+    if cfg.threads: torch.set_num_threads(cfg.threads)
+    data = load_run_data(cfg)
+    maps = ensure_store(data, cfg, torch.device(device))
+    v = data.validation_view() if view == 'validation' else data
+    (out / view).mkdir(parents=True, exist_ok=True)
+    return fit_view(v, maps, cfg, torch.device(device), out / view, scen_dir(cfg, v, out / view, scen_cache), resume=True)
+
+# %% ../nbs/10b_experiment.ipynb #c030
+WV_METRICS = [('validation', 'czsl_acc'), ('validation', 'H'), ('paper', 'czsl_acc'), ('paper', 'H'),
+              ('scen_alone', 'czsl_acc'), ('scen_alone', 'H'),
+              ('validation view', 'czsl_acc'), ('validation view', 'H'), ('validation view scen_alone', 'czsl_acc'),
+              ('validation view scen_alone', 'H')]
+_WV_LAB = {'czsl_acc': 'CZSL', 'H': 'H'}
+
+def _wv_metric(r, p, m, run):
+    if p == 'validation view': return 100 * r['protocols']['validation'][{'czsl_acc': 'val_czsl_acc', 'H': 'val_H'}[m]]
+    if p == 'validation view scen_alone': return 100 * read_json(run / VIEWS[0] / VIEW_FILE)['scen'][m]
+    return 100 * (r[p][m] if p == 'scen_alone' else r['protocols'][p][m])
+
+def _wv_pair(f: Path, g: Path, s: str, option: str) -> dict:
+    a, b = read_json(f), read_json(g)
+    check(a['config']['data_options'] == {} and b['config']['data_options'] == {'word_vectors': option},
+          f'{f} and {g} are not a real / {option} pair (data_options {a["config"]["data_options"]}, {b["config"]["data_options"]})')
+    check({k: v for k, v in a['config'].items() if k != 'data_options'} == {k: v for k, v in b['config'].items() if k != 'data_options'},
+          f'{f} and {g} differ in more than their word vectors')
+    rec = {'seed': int(s), 'wall_min': {'real': round(a['wall_s']['total_s'] / 60, 1), option: round(b['wall_s']['total_s'] / 60, 1)}}
+    for p, m in WV_METRICS:
+        x, y = _wv_metric(a, p, m, f.parent), _wv_metric(b, p, m, g.parent)
+        rec[f'{p}:{m}'] = {'real': round(x, 2), option: round(y, 2), 'diff': round(y - x, 2)}
+    return rec
+
+def word_vector_pairs(runs, other_dir, prefix: str, option: str) -> dict:
+    "Fallback `option` (runs `other_dir`/`prefix`-SEED) minus the real word vectors (`runs`/w2v-SEED), per seed and summarised."
+    from scipy import stats
+    runs, other_dir = Path(runs), Path(other_dir)
+    pairs = []
+    for f in sorted(runs.glob('w2v-*/results.json')):
+        s = f.parent.name.split('-', 1)[1]
+        g = other_dir / f'{prefix}-{s}' / RESULTS_FILE
+        if g.is_file(): pairs.append(_wv_pair(f, g, s, option))
+    summary = {}
+    for p, m in WV_METRICS:
+        d = np.array([r[f'{p}:{m}']['diff'] for r in pairs])
+        n = len(d); sd = float(d.std(ddof=1)) if n > 1 else float('nan')
+        half = sd * stats.t.ppf(0.975, n - 1) / math.sqrt(n) if n > 1 else float('nan')
+        summary[f'{p}:{m}'] = {'mean': round(float(d.mean()), 2), 'std': round(sd, 2),
+                              'ci95': [round(float(d.mean()) - half, 2), round(float(d.mean()) + half, 2)]}
+    return {'option': option, 'seeds': [r['seed'] for r in pairs], 'pairs': pairs, 'summary': summary}
+
+# %% ../nbs/10b_experiment.ipynb #c031
+def word_vector_table(c: dict) -> str:
+    "The Markdown table of one `word_vector_pairs` comparison."
+    o = c['option']
+    lines = [f"**`--word-vectors {o}` minus the real vectors** (CUB-mini, preset cub-mini, seeds {', '.join(map(str, c['seeds']))}; "
+             'percent points; real -> fallback (difference))', '',
+             '| seed | ' + ' | '.join(f'{p} {_WV_LAB[m]}' for p, m in WV_METRICS) + ' | wall time real / fallback |',
+             '|' + '---|' * (len(WV_METRICS) + 2)]
+    for r in c['pairs']:
+        lines.append(f"| {r['seed']} | " + ' | '.join(f"{r[f'{p}:{m}']['real']:.1f} -> {r[f'{p}:{m}'][o]:.1f} ({r[f'{p}:{m}']['diff']:+.1f})"
+                                                   for p, m in WV_METRICS) + f" | {r['wall_min']['real']} / {r['wall_min'][o]} min |")
+    S = c['summary']
+    lines.append('| mean | ' + ' | '.join(f"{S[f'{p}:{m}']['mean']:+.1f}" for p, m in WV_METRICS) + ' | |')
+    lines.append('| 95 % interval | ' + ' | '.join(f"[{S[f'{p}:{m}']['ci95'][0]:+.1f}, {S[f'{p}:{m}']['ci95'][1]:+.1f}]" for p, m in WV_METRICS) + ' | |')
+    return '\n'.join(lines) + '\n'
+
+def word_vector_cost(runs, out, variant=None, command: str = '') -> str:
+    "The paired tables of `runs` (and `variant`, the attributes+identity runs) -> `out`/results.json and `out`/table.md; returns the tables."
+    res = [word_vector_pairs(runs, runs, 'attributes', 'attributes')]
+    if variant is not None: res.append(word_vector_pairs(runs, variant, 'ident', 'attributes+identity'))
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / 'results.json') as f: f.write(json.dumps({'command': command, 'comparisons': res}, indent=1) + '\n')
+    text = '\n'.join(word_vector_table(c) for c in res)
+    with atomic_write(out / 'table.md') as f: f.write(text)
+    return text

@@ -50,6 +50,7 @@ class TrainedRun:
     @property
     def map_shape(self) -> tuple: return get_backbone(self.cfg.backbone, self.cfg.image_size).shape
 
+# %% ../nbs/12_predict.ipynb #c007
 def load_trained(run_dir, device='cpu') -> TrainedRun:
     "The finished sc-egg run in `run_dir` (what `scegg train --out run_dir` wrote), on `device`."
     run, dev = Path(run_dir), resolve_device(device)
@@ -88,7 +89,7 @@ def load_trained(run_dir, device='cpu') -> TrainedRun:
     return TrainedRun(run, cfg, trained, eggn.to(dev), clf, {m: fc[f'{m}_classes'] for m in ('czsl', 'gzsl')},
                       list(fc['class_names']), list(fc['attribute_names']), fc['att'].float(), fc['seen'], fc['unseen'], dev)
 
-# %% ../nbs/12_predict.ipynb #c008
+# %% ../nbs/12_predict.ipynb #c009
 def _open_image(p):
     from PIL import Image
     if isinstance(p, Image.Image): return p.convert('RGB')
@@ -106,7 +107,7 @@ def image_maps(run: TrainedRun, images, batch_size: int = 16) -> torch.Tensor:
            for i in range(0, len(imgs), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, *spec.shape)
 
-# %% ../nbs/12_predict.ipynb #c010
+# %% ../nbs/12_predict.ipynb #c011
 def _l2_rows(att, where: str) -> torch.Tensor:
     a = torch.as_tensor(np.asarray(att, dtype=np.float32))
     check(a.ndim == 2, f'{where}: expected a (C, K) attribute matrix, got shape {tuple(a.shape)}')
@@ -162,7 +163,7 @@ def read_class_file(path, run: TrainedRun) -> tuple:
     check(rows, f'{p} lists no class; expected lines `name v1 ... v{K}` or names of the run\'s classes')
     return names, np.stack(rows)
 
-# %% ../nbs/12_predict.ipynb #c012
+# %% ../nbs/12_predict.ipynb #c013
 def fit_classifier(run: TrainedRun, att, syn_num: int | None = None, seed: int = 0) -> nn.Linear:
     "A final softmax classifier over the rows of `att` (C', K), trained on EGGN's synthetic features of each row."
     c = run.cfg.eggn
@@ -176,7 +177,7 @@ def fit_classifier(run: TrainedRun, att, syn_num: int | None = None, seed: int =
                                                               return_model=True)
     return clf.eval().requires_grad_(False)
 
-# %% ../nbs/12_predict.ipynb #c014
+# %% ../nbs/12_predict.ipynb #c015
 @dataclass
 class Prediction:
     "Class probabilities, top-k and SCEN's attention for n images."
@@ -237,7 +238,7 @@ def predict(run,                        # a TrainedRun or a run folder
     return Prediction(names, cat('p', len(names)), alpha, alpha.mean(1), cat('s', K), run.attribute_names,
                       'gzsl' if gzsl else 'czsl', scorer)
 
-# %% ../nbs/12_predict.ipynb #c016
+# %% ../nbs/12_predict.ipynb #c017
 def _view(image, size: int) -> np.ndarray:
     im = _open_image(image)
     w, h = im.size; s = size / min(w, h)
