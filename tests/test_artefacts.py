@@ -1,4 +1,4 @@
-"Issue 14: reproduce validates first and never mixes old and new outputs; quiet progress; deterministic, self-describing artefacts."
+"Reproduce validates first and never mixes old and new outputs; quiet progress; deterministic, self-describing artefacts."
 import io, json, os, sys
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Issue 29: nothing a user made is ever overwritten, a rebuild leaves the repository clean, and messages point the
+"""Nothing a user made is ever overwritten, a rebuild leaves the repository clean, and messages point the
 right way (figure names of `predict`, `--force` inside scegg's folders, the lock's holder, committed outputs equal to a
 rebuild, the thread count a run used, and errors that name the file, line or class)."""
 import json, os, re, shlex, shutil, subprocess, sys

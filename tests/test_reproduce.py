@@ -53,7 +53,7 @@ def test_reproduce_end_to_end(tmp_path, monkeypatch):
     r2 = reproduce('smoke', out=out, notebooks=['table1'], verbose=False)
     assert r2['ok'] and r2['runs_trained'] == 0 and r2['runs_total'] == 2
     assert {p: p.stat().st_mtime_ns for p in finished_runs(d / 'runs')} == stamps
-    # same run cache, same bytes (issue 14: no timestamps, durations or kernel versions in the artefacts)
+    # same run cache, same bytes (deterministic artefacts: no timestamps, durations or kernel versions in the artefacts)
     r3 = reproduce('smoke', out=out, notebooks=['table1', bad], verbose=False)
     assert {f: (d / f).read_bytes() for f in first} == first
     _check_report(d)

@@ -1,4 +1,4 @@
-"""Issue 14 (first half): a user's data is never lost or mixed up, scegg installs as documented, every error a user
+"""A user's data is never lost or mixed up, scegg installs as documented, every error a user
 can cause is one line, a user's own image set works under its own name, and data lives in one cwd-independent place."""
 import json, os, shutil, socket, subprocess, sys, time, zipfile
 from pathlib import Path
@@ -119,7 +119,7 @@ def test_second_writer_of_a_run_folder_is_refused(tmp_path, capsys, holder, data
 
 
 def test_results_reused_only_for_their_own_configuration(tmp_path, smoke_run, data_home):
-    "The race of issue 14: config.json says seed 2 but results.json holds seed 0's numbers."
+    "The race of two writers: config.json says seed 2 but results.json holds seed 0's numbers."
     run = _copy_run(smoke_run[0], tmp_path / 'run')
     c2 = pipeline.make_config('smoke', {'seed': 2})
     import dataclasses
