@@ -232,7 +232,7 @@ REPRO_PRESETS['own-small'] = dict(datasets=('image-set',), train={'image-set': '
 REPRO_PRESETS['own-smoke'] = {**REPRO_PRESETS['smoke'], 'datasets': ('image-set',), 'train': {'image-set': 'own-smoke'}}
 
 def repro_preset(name: str) -> dict:
-    "The reproduction preset `name` ('smoke', 'synthetic', 'cub-mini' or 'paper'): {'datasets', 'train', 'n_seeds', 'overrides', 'sweeps'}."
+    "The reproduction preset `name` (one of `REPRO_PRESETS`: smoke, synthetic, cub-mini, cub-cpu, paper, own-small, own-smoke): {'datasets', 'train', 'n_seeds', 'overrides', 'sweeps'}."
     check(name in REPRO_PRESETS, f"reproduction preset {name!r} is unknown; expected one of {', '.join(REPRO_PRESETS)}")
     return REPRO_PRESETS[name]
 

@@ -267,7 +267,7 @@ def _summarise(preset: str, out_dir: Path, cmd: str, report: dict, paths: list, 
 
 # %% ../nbs/10c_reproduce.ipynb #c021
 @_holding_out_lock
-def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, paper, own-small
+def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, paper, own-small, own-smoke
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
               device='cpu',
