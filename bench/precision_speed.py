@@ -21,7 +21,8 @@ from _common import machine, RESULTS
 from scegg.core import write_json
 from scegg.datasets import load_dataset
 from scegg.features import get_backbone, imagenet_top5
-from scegg.pipeline import make_config, ensure_store
+from scegg.config import make_config
+from scegg.pipeline import ensure_store
 from scegg.scen import fit_scen, scen_pass
 
 

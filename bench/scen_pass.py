@@ -23,7 +23,7 @@ from _common import machine, RESULTS, fake_data
 from scegg.core import write_json
 from scegg.scen import fit_scen, dense_features, scen_pass, scen_zsl_eval, encode_all, batch_slices
 from scegg.classify import per_class_accuracy
-from scegg.pipeline import make_config
+from scegg.config import make_config
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ def _data_options(a, dataset=None) -> dict:
               '(scegg train image-set --root FOLDER ..., or CUB-mini for CUB-layout birds; see "Bring your own data set" in the README)')
     return opts
 
+# %% ../nbs/09_cli.ipynb #c006
 def _dataset(name: str) -> str:
     from scegg.datasets import canonical_dataset
     return canonical_dataset(name) or name
@@ -72,7 +73,8 @@ def cmd_data_synth(a):
 
 def cmd_data_extract(a):
     from scegg.datasets import load_dataset
-    from scegg.pipeline import RunConfig, ensure_store
+    from scegg.config import RunConfig
+    from scegg.pipeline import ensure_store
     from scegg.core import resolve_device
     dev = resolve_device(a.device)
     opts = _data_options(a)
@@ -81,12 +83,11 @@ def cmd_data_extract(a):
                     features_dir=a.features_dir, extract_batch_size=a.batch_size)
     print(ensure_store(data, cfg, dev, verify=True))
 
-_DEFAULT_PRESET = {'SYNTHETIC': 'synthetic', 'CUB-MINI': 'cub-mini', 'CUB-224': 'cub-cpu', 'CUB': 'paper-CUB', 'SUN': 'paper-SUN',
-                   'AWA2': 'paper-AWA2', 'IMAGE-SET': 'own-small'}
-
+# %% ../nbs/09_cli.ipynb #c008
 def cmd_train(a):
-    from scegg.pipeline import make_config, train, PRESETS
-    preset = a.preset or _DEFAULT_PRESET.get(a.dataset.upper())
+    from scegg.config import make_config, PRESETS, DEFAULT_PRESET
+    from scegg.pipeline import train
+    preset = a.preset or DEFAULT_PRESET.get(a.dataset.upper())
     check(preset is not None, f'no default preset for {a.dataset!r}; choose one with --preset ({", ".join(PRESETS)})')
     over = _parse_sets(a.set)
     over.setdefault('dataset', _dataset(a.dataset))
@@ -105,6 +106,7 @@ def cmd_train(a):
     print(summary_table(r))
     print(f'results: {Path(a.out) / "results.json"}')
 
+# %% ../nbs/09_cli.ipynb #c010
 def _figure_paths(images, out: Path) -> list[Path]:
     "One new file per image in `out`: FOLDER-NAME.attention.png (CUB: the class folder), -2, -3, ... if that name is taken."
     taken, paths = set(), []
@@ -146,7 +148,7 @@ def cmd_predict(a):
 
 def cmd_reproduce(a):
     from scegg.reproduce import reproduce
-    from scegg.reproduce import REPRO_PRESETS
+    from scegg.config import REPRO_PRESETS
     ds = (a.datasets or REPRO_PRESETS.get(a.preset, {}).get('datasets') or [None])[0]
     opts = _data_options(a, ds) if ds else {}
     if a.gpus_per_run and not str(a.device).startswith('cuda'):
@@ -165,7 +167,7 @@ def cmd_reproduce(a):
     failed = r.get('failed') if isinstance(r, dict) else None
     if failed: raise SceggError(f'{len(failed)} notebook(s) failed: {", ".join(map(str, failed))}')
 
-# %% ../nbs/09_cli.ipynb #c006
+# %% ../nbs/09_cli.ipynb #c011
 def summary_table(r: dict) -> str:
     "A few lines for the terminal: each protocol's CZSL Acc and GZSL U/S/H (%), SCEN alone and ESZSL."
     rows = [('protocol', 'CZSL', 'U', 'S', 'H')]
@@ -178,7 +180,7 @@ def summary_table(r: dict) -> str:
     if r.get('caveat'): lines.append(f"note: {r['caveat']}")
     return '\n'.join(lines)
 
-# %% ../nbs/09_cli.ipynb #c008
+# %% ../nbs/09_cli.ipynb #c013
 _ROOT_HELP = ("the data folder (xlsa17 data sets: the folder holding xlsa17/, CUB/, SUN/, AWA2/, w2v/; CUB-mini, CUB-224, "
               "image-set: the image folder; default: ../shared/data or $SCEGG_SHARED_DATA)")
 _DEVICE_HELP = "cpu, cuda or cuda:N (default cpu)"
@@ -205,21 +207,16 @@ def _add_data_flags(x):
                    'and default class lists (CUB_200_2011 layout; default: the parent of --root)')
     g.add_argument('--name', default=None, help='its name: runs, the feature store (features/NAME/), tables and the caveat use it')
 
-def build_parser() -> argparse.ArgumentParser:
-    from scegg.datasets import DATASETS
-    _DATASET_HELP = f'the data set: one of {", ".join(DATASETS)} (any case)'
-    p = argparse.ArgumentParser(prog='scegg', description='SC-EGG (IJCAI-22), reproducibly: data, training, reproduction.')
-    p.add_argument('--debug', action='store_true', help='show tracebacks')
-    p.add_argument('--version', action='store_true', help='print the version and exit')
-    sub = p.add_subparsers(dest='command')
-
+# %% ../nbs/09_cli.ipynb #c015
+def _add_data_commands(sub, ds_help: str):
+    "`scegg data download|check|synth|extract`."
     d = sub.add_parser('data', help='download, check, generate and extract data').add_subparsers(dest='data_command')
     x = d.add_parser('download', help='fetch the official archives and word vectors into --root')
     x.add_argument('dataset'); x.add_argument('--root', required=True)
     x.add_argument('--base-url', default=None, help='a mirror holding the same files (tests use a local server)')
     x.set_defaults(func=cmd_data_download)
     x = d.add_parser('check', help='check that every file of a dataset is there and well formed')
-    x.add_argument('dataset', help=_DATASET_HELP); x.add_argument('--root', default=None, help=_ROOT_HELP)
+    x.add_argument('dataset', help=ds_help); x.add_argument('--root', default=None, help=_ROOT_HELP)
     _add_data_flags(x)
     x.add_argument('--verify-images', action='store_true', help='open every image')
     x.set_defaults(func=cmd_data_check)
@@ -229,17 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     for k in ('n-classes', 'n-unseen', 'images-per-class', 'image-size'): x.add_argument(f'--{k}', type=int, default=None)
     x.set_defaults(func=cmd_data_synth)
     x = d.add_parser('extract', help='build the fp16 feature store of a dataset')
-    x.add_argument('dataset', help=_DATASET_HELP); x.add_argument('--root', default=None, help=_ROOT_HELP)
+    x.add_argument('dataset', help=ds_help); x.add_argument('--root', default=None, help=_ROOT_HELP)
     _add_data_flags(x)
     x.add_argument('--backbone', default='efficientnet_lite0'); x.add_argument('--image-size', type=int, default=None)
     x.add_argument('--device', default='cpu'); x.add_argument('--batch-size', type=int, default=32)
     x.add_argument('--features-dir', default=None, help=_FEATURES_HELP)
     x.set_defaults(func=cmd_data_extract)
 
+def _add_train_command(sub, ds_help: str):
+    "`scegg train`."
+    from scegg.config import DEFAULT_PRESET
     t = sub.add_parser('train', help='one run: features, SCEN, EGGN, evaluation -> RUN_DIR/results.json')
-    t.add_argument('dataset', help=_DATASET_HELP); t.add_argument('--root', default=None, help=_ROOT_HELP)
+    t.add_argument('dataset', help=ds_help); t.add_argument('--root', default=None, help=_ROOT_HELP)
     _add_data_flags(t)
-    t.add_argument('--preset', default=None, help=f"training preset, e.g. smoke, {', '.join(dict.fromkeys(_DEFAULT_PRESET.values()))} (default: by dataset: {', '.join(f'{d} -> {p}' for d, p in _DEFAULT_PRESET.items())})")
+    t.add_argument('--preset', default=None, help=f"training preset, e.g. smoke, {', '.join(dict.fromkeys(DEFAULT_PRESET.values()))} (default: by dataset: {', '.join(f'{d} -> {p}' for d, p in DEFAULT_PRESET.items())})")
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting, e.g. eggn.epochs=5 (repeatable)')
     t.add_argument('--device', default='cpu', help=_DEVICE_HELP)
     t.add_argument('--out', required=True, help='the run folder: new, empty, or a scegg run folder (never . or your home folder)')
@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                    '(removes only the files scegg wrote there)')
     t.set_defaults(func=cmd_train)
 
+# %% ../nbs/09_cli.ipynb #c016
+def _add_predict_command(sub):
+    "`scegg predict`."
     x = sub.add_parser('predict', help='classify images with a finished sc-egg run: top classes and an attention figure per image')
     x.add_argument('run', metavar='RUN', help='the --out folder of a finished `scegg train` of method sc-egg (the default)')
     x.add_argument('images', nargs='*', metavar='IMAGE')
@@ -267,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument('--device', default='cpu')
     x.set_defaults(func=cmd_predict)
 
+def _add_reproduce_command(sub):
+    "`scegg reproduce`."
+    from scegg.config import REPRO_PRESETS
     r = sub.add_parser('reproduce', help='run the experiment notebooks with papermill -> tables and figures')
-    r.add_argument('--preset', default='synthetic', help='smoke | synthetic | cub-mini | cub-cpu | paper')
+    r.add_argument('--preset', default='synthetic', help=' | '.join(REPRO_PRESETS))
     r.add_argument('--datasets', nargs='*', default=None, help="data sets (default: the preset's)")
     r.add_argument('--root', default=None, help="data root of the paper's data sets (CUB/, SUN/, AWA2/, xlsa17/, w2v/), "
                    'or the image folder of a CUB-mini-layout data set')
@@ -297,9 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--job-setup', action='append', default=None, metavar='LINE',
                    help="slurm: a shell line each job runs before Python, e.g. --job-setup='module load cuda' (repeatable)")
     r.set_defaults(func=cmd_reproduce)
+
+# %% ../nbs/09_cli.ipynb #c017
+def build_parser() -> argparse.ArgumentParser:
+    from scegg.datasets import DATASETS
+    _DATASET_HELP = f'the data set: one of {", ".join(DATASETS)} (any case)'
+    p = argparse.ArgumentParser(prog='scegg', description='SC-EGG (IJCAI-22), reproducibly: data, training, reproduction.')
+    p.add_argument('--debug', action='store_true', help='show tracebacks')
+    p.add_argument('--version', action='store_true', help='print the version and exit')
+    sub = p.add_subparsers(dest='command')
+    _add_data_commands(sub, _DATASET_HELP); _add_train_command(sub, _DATASET_HELP)
+    _add_predict_command(sub); _add_reproduce_command(sub)
     return p
 
-# %% ../nbs/09_cli.ipynb #c009
+# %% ../nbs/09_cli.ipynb #c018
 def main(argv=None) -> int:
     "Entry point of the `scegg` command."
     p = build_parser()
@@ -324,5 +341,5 @@ def main(argv=None) -> int:
         print(f"scegg: {str(e) or 'interrupted; rerun the same command to resume'}", file=sys.stderr)
         return 130
 
-# %% ../nbs/09_cli.ipynb #c011
+# %% ../nbs/09_cli.ipynb #c020
 if __name__ == '__main__': sys.exit(main())

@@ -8,8 +8,10 @@ import dataclasses, os, re, shlex, subprocess, sys, time
 from pathlib import Path
 
 from .core import SceggError, check, LockBusy, write_json, read_json
-from .pipeline import RunConfig, make_config, run_hash, finished_results, load_run_data, train
-from .reproduce import Experiment, ABLATIONS, NOTEBOOKS, Interrupted, run_dir
+from .config import RunConfig, make_config, run_hash, ABLATIONS
+from .runs import finished_results, run_dir
+from .pipeline import load_run_data, train
+from .experiment import Experiment, NOTEBOOKS, Interrupted
 
 # %% auto #0
 __all__ = ['LIVE', 'EXECUTORS', 'notebook_runs', 'PlannedRun', 'plan_runs', 'missing_runs', 'run_job', 'SlurmOptions',
@@ -166,6 +168,7 @@ def _submitter(folder: Path, opt: SlurmOptions, job_name: str):
     ex.update_parameters(**params)
     return ex
 
+# %% ../nbs/13_cluster.ipynb #c016
 def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None, folder=None,
                 job_name: str = 'scegg', verbose: bool = True) -> dict:
     "Train the planned runs `todo` as one Slurm job each (or wait for their live jobs of an earlier call), until all ended -> {'jobs', 'failed'}."
@@ -213,7 +216,7 @@ def train_slurm(todo: list, runs, device='cpu', opt: SlurmOptions | None = None,
                           'them and render the tables' if live else 'interrupted before any job was submitted') from None
     return {'jobs': {h: str(j.job_id) for h, (p, j) in jobs.items()}, 'failed': failed, 'folder': str(folder)}
 
-# %% ../nbs/13_cluster.ipynb #c016
+# %% ../nbs/13_cluster.ipynb #c018
 EXECUTORS = ('local', 'processes', 'slurm')
 
 def _in_process(todo, runs, device, say) -> list:

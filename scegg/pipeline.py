@@ -4,195 +4,29 @@
 
 # %% ../nbs/08_pipeline.ipynb #c002
 from __future__ import annotations
-import contextlib, dataclasses, json, os, shutil, sys, time
-from dataclasses import dataclass, field
+import contextlib, dataclasses, os, sys, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import (SceggError, check, write_json, read_json, seed_everything, resolve_device, apply_overrides,
-                        check_types, file_lock, data_home, LOCK_NAME,
-                        config_diff, config_hash, provenance, progress, torch_save, heap_reuse)
+from .core import (SceggError, check, write_json, read_json, resolve_device, file_lock, data_home,
+                        provenance, torch_save, heap_reuse)
 from .data import ZSLDataset
-from .datasets import load_dataset, DATASETS, canonical_dataset, loader_options, empty_classes, DATA_FLAGS
+from .datasets import load_dataset, empty_classes, DATA_FLAGS
 from .features import extract_features, open_store, store_dir, get_backbone, image_list_fingerprint
-from .scen import SCENConfig, fit_scen, dense_features, scen_pass, scen_zsl_eval, MinMaxScaler, TrainedSCEN
-from .scen import _check_config as _check_scen
+from .scen import fit_scen, scen_pass, scen_zsl_eval, MinMaxScaler
 from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validation, train_final_classifier, transform_in_batches
-from .eggn import EGGNConfig, EGGN_PRESETS_PAPER, train_eggn, evaluate_epoch, synthesize
+from .eggn import train_eggn, evaluate_epoch, synthesize
+from .config import RunConfig, make_config, run_hash, differs_from_paper, _check_run
+from .runs import (RESULTS_FILE, VIEW_FILE, FINAL_CLASSIFIERS, log_event, read_events, scen_dir, read_run_config,
+                        eggn_checkpoint, _check_out_folder, _prepare_out)
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'SPEED_ONLY', 'ADDED_LATER', 'FINAL_CLASSIFIERS', 'RUN_MARKER', 'RUN_FILES',
-           'RunConfig', 'make_config', 'run_hash', 'differs_from_paper', 'data_dir', 'load_run_data', 'extract_command',
-           'ensure_store', 'view_features', 'log_event', 'read_events', 'say', 'final_classifiers', 'fit_view',
-           'protocol_results', 'run_eszsl', 'scen_dir', 'finished_results', 'train', 'load_run']
+__all__ = ['load_run_data', 'extract_command', 'ensure_store', 'view_features', 'say', 'final_classifiers', 'fit_view',
+           'protocol_results', 'run_eszsl', 'train', 'load_run']
 
 # %% ../nbs/08_pipeline.ipynb #c005
-METHODS = ('sc-egg', 'tf-vaegan')
-
-@dataclass
-class RunConfig:
-    "Everything that defines one run; `scen` and `eggn` hold the stage hyper-parameters."
-    dataset: str = 'synthetic'        # CUB, SUN, AWA2, AWA1, APY, CUB-mini, CUB-224, synthetic (scegg.data.DATASETS)
-    root: str | None = None           # data root (None: the dataset's default)
-    data_options: dict = field(default_factory=dict)  # extra options of the dataset loader
-    backbone: str = 'simple_cnn'      # see scegg.features.BACKBONES
-    image_size: int | None = None     # None: the backbone's own size
-    method: str = 'sc-egg'            # 'sc-egg' or 'tf-vaegan'
-    seed: int = 56441                 # seeds SCEN and EGGN (the released SUN seed)
-    eszsl: bool = True                # also report ESZSL on pooled backbone features (cheap)
-    features_dir: str | None = None   # where the feature store lives (None: $SCEGG_DATA, else ~/.cache/scegg)
-    extract_batch_size: int = 32
-    threads: int = 0                  # torch CPU threads (0: torch's default); small CPU presets run faster on 1
-    scen: SCENConfig = field(default_factory=SCENConfig)
-    eggn: EGGNConfig = field(default_factory=EGGNConfig)
-
-# Sizes and rates that must be positive: checked before anything is written, so a typo fails at once.
-_POSITIVE = {'scen': ('batch_size', 'cls_hidden', 'eval_batch_size', 'checkpoint_every', 'lr'),
-             'eggn': ('epochs', 'batch_size', 'critic_iters', 'syn_num', 'hidden', 'classifier_epochs',
-                      'checkpoint_every', 'lr', 'feed_lr', 'dec_lr', 'classifier_lr')}
-
-def _check_run(cfg: RunConfig):
-    check_types(cfg)   # a wrong Python type fails here, before any folder exists, not mid-run
-    check(cfg.method in METHODS, f"method {cfg.method!r} is unknown; expected one of {', '.join(METHODS)}")
-    for part, keys in _POSITIVE.items():
-        for k in keys:
-            v = getattr(getattr(cfg, part), k)
-            check(isinstance(v, (int, float)) and v > 0,
-                  f'{part}.{k}={v!r}: expected ' + ('at least 1' if isinstance(v, int) else 'a positive number'))
-    check(cfg.scen.stage1_iters >= 0 and cfg.scen.stage2_iters >= 0,
-          f'scen.stage1_iters={cfg.scen.stage1_iters}, scen.stage2_iters={cfg.scen.stage2_iters}: expected at least 0')
-    check(cfg.eggn.latent_size >= 0, f'eggn.latent_size={cfg.eggn.latent_size}: expected 0 (= K) or more')
-    check(cfg.extract_batch_size >= 1, f'extract_batch_size={cfg.extract_batch_size}: expected at least 1')
-    check(cfg.image_size is None or cfg.image_size >= 1, f'image_size={cfg.image_size}: expected at least 1')
-    check(isinstance(cfg.data_options, dict), f'data_options={cfg.data_options!r}: expected a dict (JSON object)')
-    if canonical_dataset(cfg.dataset) is not None:
-        known = loader_options(cfg.dataset)
-        bad = sorted(set(cfg.data_options) - known)
-        check(not bad, f'data_options {", ".join(bad)}: not options of the {cfg.dataset} loader; it takes {", ".join(sorted(known))}')
-    _check_scen(cfg.scen)
-    get_backbone(cfg.backbone, cfg.image_size)
-
-# %% ../nbs/08_pipeline.ipynb #c007
-PRESETS: dict = {
-    'paper-SUN':  dict(dataset='SUN',  backbone='resnet101', seed=56441, eggn=EGGN_PRESETS_PAPER['SUN']['overrides']),
-    'paper-CUB':  dict(dataset='CUB',  backbone='resnet101', seed=3483,  eggn=EGGN_PRESETS_PAPER['CUB']['overrides']),
-    'paper-AWA2': dict(dataset='AWA2', backbone='resnet101', seed=9182,  eggn=EGGN_PRESETS_PAPER['AWA2']['overrides']),
-    'smoke': dict(dataset='synthetic', data_options={'preset': 'smoke'}, backbone='simple_cnn', seed=0, threads=1,
-                  scen=dict(batch_size=16, stage1_iters=20, stage2_iters=20, cls_hidden=32, checkpoint_every=10),
-                  eggn=dict(epochs=2, batch_size=16, hidden=64, syn_num=20, classifier_epochs=3, lr=1e-3, classifier_lr=1e-2)),
-    'synthetic': dict(dataset='synthetic', data_options={'preset': 'default'}, backbone='simple_cnn', seed=0, threads=1,
-                      scen=dict(batch_size=32, stage1_iters=400, stage2_iters=400, cls_hidden=256, lr=1e-3),
-                      eggn=dict(epochs=8, batch_size=64, hidden=256, syn_num=100, classifier_epochs=10, lr=1e-3,
-                                classifier_lr=1e-2)),
-    'cub-mini': dict(dataset='CUB-mini', backbone='efficientnet_lite0', seed=3483, threads=1,
-                     scen=dict(batch_size=32, stage1_iters=200, stage2_iters=300, cls_hidden=512, lr=1e-3),
-                     eggn=dict(epochs=5, batch_size=64, hidden=1024, syn_num=100, classifier_epochs=10, lr=1e-3,
-                               gammaD=10.0, gammaG=10.0, classifier_lr=1e-2, a1=0.0, a2=0.0)),
-    # The paper's CUB benchmark on the CPU: paper-CUB's settings (TF-VAEGAN's CUB values, feedback on), scaled only
-    # where two cores force it: SCEN stage 1 at 1,000 iterations (2,000); EGGN width 1,024 (4,096), 20 GAN epochs
-    # (300) at lr 1e-3 (1e-4), 100 synthetic features per unseen class (300) and 10 classifier epochs (25) per
-    # evaluation; EfficientNet-Lite0 at 224 px instead of ResNet-101 at 448. Every scaled value shows in the banner.
-    # lr was chosen on the validation view (SC-EGG, seed 3483, validation CZSL after GAN epochs 1 and 2: 21.0 / 28.5
-    # at 1e-3 against 5.2 / 8.9 at 1e-4; outputs/cub-cpu/README.md): 20 epochs are 1/15 of the paper's steps.
-    # One thread per run: the thread count changes a run's numbers (the order of float reductions), every committed
-    # cub-cpu run was trained with one, and `scegg reproduce --jobs 2` keeps both cores busy with two runs at a time.
-    'cub-cpu': dict(dataset='CUB-224', backbone='efficientnet_lite0', seed=3483, threads=1,
-                    scen=dict(stage1_iters=1000),
-                    eggn={**EGGN_PRESETS_PAPER['CUB']['overrides'], 'hidden': 1024, 'epochs': 20, 'lr': 1e-3,
-                          'syn_num': 100, 'classifier_epochs': 10}),
-}
-
-# The paper preset each dataset's results are compared with (CUB-mini: CUB's; synthetic: the released SUN one).
-PAPER_REFERENCE = {'CUB': 'paper-CUB', 'CUB-224': 'paper-CUB', 'SUN': 'paper-SUN', 'AWA2': 'paper-AWA2', 'AWA1': 'paper-AWA2',
-                   'APY': 'paper-AWA2', 'CUB-MINI': 'paper-CUB', 'SYNTHETIC': 'paper-SUN',
-                   'IMAGE-SET': 'paper-SUN'}   # an image set of one's own: the authors' released (SUN) configuration
-
-# A small image set of one's own (tens of classes, hundreds to a few thousand images) on a CPU: cub-mini's
-# settings with 15 GAN epochs (5). Chosen on a validation view, CUB-mini's (seed 3483, real word vectors; tools/
-# view_only.py, outputs/word-vectors/README.md): validation H (best classifier epoch) 38.6 / 49.2 / 61.7 after GAN
-# epochs 5 / 10 / 15, still rising at 15, the longest schedule measured; the validation protocol then picks the
-# epoch inside it. Not a paper setting: every result lists it in differs_from_paper.
-PRESETS['own-smoke'] = {**PRESETS['smoke'], 'dataset': 'image-set', 'data_options': {}}   # seconds: a check of the path, not a result
-PRESETS['own-small'] = dict(dataset='image-set', backbone='efficientnet_lite0', seed=3483, threads=1,
-                            scen=dict(batch_size=32, stage1_iters=200, stage2_iters=300, cls_hidden=512, lr=1e-3),
-                            eggn=dict(epochs=15, batch_size=64, hidden=1024, syn_num=100, classifier_epochs=10, lr=1e-3,
-                                      gammaD=10.0, gammaG=10.0, classifier_lr=1e-2, a1=0.0, a2=0.0))
-
-# %% ../nbs/08_pipeline.ipynb #c008
-def _split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
-    top, scen, eggn = {}, {}, {}
-    for k, v in (overrides or {}).items():
-        if k.startswith('scen.'): scen[k[5:]] = v
-        elif k.startswith('eggn.'): eggn[k[5:]] = v
-        else: top[k] = v
-    return top, scen, eggn
-
-def make_config(preset: str = 'smoke', overrides: dict | None = None) -> RunConfig:
-    "The `RunConfig` of `preset` ('smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2', 'own-smoke', 'own-small'; any case) with `overrides` ({'seed': 1, 'eggn.epochs': 3, ...})."
-    key = {k.lower(): k for k in PRESETS}.get(str(preset).lower())   # one rule for presets and data sets: any case
-    check(key is not None, f"preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
-    p = PRESETS[key]
-    top, s, e = _split_overrides(overrides)
-    for k in ('scen', 'eggn'):
-        if k in top: raise SceggError(f'setting {k}={top[k]!r}: {k} is a group of settings; set one of them as {k}.KEY=VALUE')
-    base = {k: v for k, v in p.items() if k not in ('scen', 'eggn')}
-    base.setdefault('data_options', {})
-    if isinstance(top.get('dataset'), str) and canonical_dataset(top['dataset']):   # stored as registered: 'cub_mini' -> 'CUB-mini'
-        top['dataset'] = canonical_dataset(top['dataset'])
-    if str(top.get('dataset', base['dataset'])).lower() != base['dataset'].lower():
-        base['data_options'] = {}   # the preset's loader options belong to the preset's dataset
-    if isinstance(top.get('data_options'), str):   # from the command line: --set 'data_options={"holdout": 0.3}'
-        try: top['data_options'] = json.loads(top['data_options'])
-        except json.JSONDecodeError as e:
-            raise SceggError(f"setting data_options={top['data_options']!r}: expected a JSON object ({e.msg})") from e
-    if isinstance(top.get('data_options'), dict): top['data_options'] = {**base['data_options'], **top['data_options']}
-    cfg = RunConfig(**base)
-    scen = apply_overrides(SCENConfig(), {**p.get('scen', {}), **s})
-    eggn = apply_overrides(EGGNConfig(), {**p.get('eggn', {}), **e})
-    cfg = apply_overrides(dataclasses.replace(cfg, scen=scen, eggn=eggn), top)
-    cfg = dataclasses.replace(cfg, scen=dataclasses.replace(cfg.scen, seed=cfg.seed),
-                              eggn=dataclasses.replace(cfg.eggn, seed=cfg.seed))
-    _check_run(cfg)
-    return cfg
-
-def _flat(cfg: RunConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    out = {k: v for k, v in d.items() if k not in ('scen', 'eggn')}
-    out.update({f'scen.{k}': v for k, v in d['scen'].items()})
-    out.update({f'eggn.{k}': v for k, v in d['eggn'].items()})
-    return out
-
-# Settings that change how fast a run goes, not what it computes (equal within float rounding; tests compare both
-# paths): recorded in results.json, but not part of a run's identity, so a run cache stays valid when they change.
-SPEED_ONLY = {'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
-# Settings added after runs were cached, with the value every older run had: left out of a run's identity while at
-# that value, so older run caches stay valid; any other value is part of it.
-ADDED_LATER = {'eggn': {'bf16': False}}
-
-def run_hash(cfg: RunConfig) -> str:
-    "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings (and `ADDED_LATER` ones at their old value)."
-    d = dataclasses.asdict(cfg)
-    for part, keys in SPEED_ONLY.items():
-        for k in keys: d[part].pop(k, None)
-    for part, old in ADDED_LATER.items():
-        for k, v in old.items():
-            if d[part].get(k) == v: d[part].pop(k)
-    return config_hash(d)
-
-def differs_from_paper(cfg: RunConfig) -> dict:
-    "Every setting of `cfg` that differs from the paper preset of its dataset: {key: [ours, paper's]}."
-    ref = make_config(PAPER_REFERENCE.get(cfg.dataset.upper(), 'paper-SUN'))
-    a, b = _flat(cfg), _flat(ref)
-    skip = {'root', 'features_dir', 'data_options', 'extract_batch_size', 'eszsl', 'threads'}
-    return {k: [a[k], b[k]] for k in a if k not in skip and a[k] != b[k]}
-
-# %% ../nbs/08_pipeline.ipynb #c011
-def data_dir() -> Path:
-    "Where generated data and feature stores go: $SCEGG_DATA, else $XDG_CACHE_HOME/scegg (default ~/.cache/scegg)."
-    return data_home()
-
 def load_run_data(cfg: RunConfig) -> ZSLDataset:
     "The `ZSLDataset` a run trains on: `cfg.dataset` under `cfg.root` with `cfg.data_options`."
     try: return load_dataset(cfg.dataset, cfg.root, **cfg.data_options)
@@ -215,7 +49,7 @@ def extract_command(cfg: RunConfig) -> str:
 def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
                  verify: bool = False):  # read every chunk and extract damaged ones again (`scegg data extract`)
     "Open the feature store of `data` for `cfg.backbone`, extracting whatever is missing first."
-    root = Path(cfg.features_dir) if cfg.features_dir else data_dir()
+    root = Path(cfg.features_dir) if cfg.features_dir else data_home()
     path = store_dir(root, data.name.replace(':', '-'), cfg.backbone, cfg.image_size)
     fp = image_list_fingerprint(data.image_paths)
     if (path / 'manifest.json').exists() and open_store(path, require_complete=False).fingerprint != fp:
@@ -234,7 +68,7 @@ def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
         return extract_features(data.image_paths, path, cfg.backbone, cfg.image_size, device=device,
                                 batch_size=cfg.extract_batch_size, dataset_name=data.name, command=extract_command(cfg))
 
-# %% ../nbs/08_pipeline.ipynb #c013
+# %% ../nbs/08_pipeline.ipynb #c007
 def _split_xy(x_of, data, name):
     sp = data.splits[name]
     return x_of(sp.ids), torch.as_tensor(np.asarray(sp.labels), dtype=torch.long)
@@ -260,23 +94,7 @@ def view_features(data, maps, cfg: RunConfig, device, scen_dir=None, resume=True
     info['features_s'] = time.perf_counter() - t0
     return xs, guide, scen_metrics, trained, info
 
-def log_event(run_dir, **event):
-    "Append one event (a JSON line) to `run_dir/events.jsonl`: where each stage of each process started."
-    line = json.dumps({'time': round(time.time(), 3), 'pid': os.getpid(), **event}, default=str) + '\n'
-    try:
-        with open(Path(run_dir) / 'events.jsonl', 'a') as f: f.write(line)
-    except OSError as e: raise SceggError(f'cannot write {Path(run_dir) / "events.jsonl"}: {e.strerror or e}') from e
-
-def read_events(run_dir) -> list:
-    "The events of `run_dir/events.jsonl` (a line cut short by a crash is skipped)."
-    p = Path(run_dir) / 'events.jsonl'
-    if not p.exists(): return []
-    out = []
-    for l in p.read_text().splitlines():
-        try: out.append(json.loads(l))
-        except json.JSONDecodeError: pass
-    return out
-
+# %% ../nbs/08_pipeline.ipynb #c009
 def say(msg: str):
     "One progress line on stderr (`HH:MM:SS msg`), for stages without a bar; silent when SCEGG_PROGRESS=0."
     if os.environ.get('SCEGG_PROGRESS', '1') != '0':
@@ -297,8 +115,7 @@ def _stage_hooks(log, view: str, n_epochs: int | None = None):
             f"CZSL {_pct(rec.get('czsl_acc'))}, H {_pct(rec.get('H'))} (last classifier epoch, {view} splits)")
     return scen_cb, eggn_cb
 
-FINAL_CLASSIFIERS = 'final_classifiers.pt'   # in a view's folder: what `scegg.predict` classifies with
-
+# %% ../nbs/08_pipeline.ipynb #c012
 def final_classifiers(model, x_tv, y_tv, att, seen, unseen, cfg, seed: int, device='cpu') -> dict:
     "The CZSL and GZSL softmax classifiers exactly as `evaluate_epoch(model, ..., seed=seed)` trains them, kept."
     dev = resolve_device(device)
@@ -316,9 +133,10 @@ def final_classifiers(model, x_tv, y_tv, att, seen, unseen, cfg, seed: int, devi
             'gzsl': {k: v.cpu() for k, v in gz.state_dict().items()}, 'gzsl_classes': torch.cat([seen, unseen]).sort().values,
             'seed': seed}
 
+# %% ../nbs/08_pipeline.ipynb #c014
 def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resume=True, log=None, keep=False) -> dict:
     "Train SCEN (if any) and EGGN on one view; per-GAN-epoch curves of the final classifiers on its eval splits."
-    done = out / 'view.json'
+    done = out / VIEW_FILE
     log = log or (lambda **e: None)
     if resume and done.exists():
         log(view=out.name, stage='view', reused=True)
@@ -352,7 +170,7 @@ def fit_view(data, maps, cfg: RunConfig, device, out: Path, scen_dir=None, resum
     log(view=out.name, stage='view', done=True)
     return view
 
-# %% ../nbs/08_pipeline.ipynb #c015
+# %% ../nbs/08_pipeline.ipynb #c016
 def protocol_results(test_curves: list, val_curves: list | None,
                      fixed_schedule: str | None = None) -> dict:   # why the validation view cannot choose: use the last epochs
     "Metrics under both protocols from per-GAN-epoch curves (validation needs the validation view's curves)."
@@ -372,7 +190,7 @@ def protocol_results(test_curves: list, val_curves: list | None,
                                  val_czsl_acc=val_curves[ge]['czsl_acc'][cz], val_H=val_curves[ge]['H'][gz])
     return out
 
-# %% ../nbs/08_pipeline.ipynb #c018
+# %% ../nbs/08_pipeline.ipynb #c019
 def run_eszsl(data: ZSLDataset, maps) -> dict:
     "ESZSL on pooled backbone features, (gamma, lam) chosen on the validation view: {'czsl_acc', 'U', 'S', 'H', ...} as fractions."
     v = data.validation_view()
@@ -382,125 +200,7 @@ def run_eszsl(data: ZSLDataset, maps) -> dict:
                    data.att, data.seen, data.unseen, best['gamma'], best['lam'])
     return {**m, 'gamma': best['gamma'], 'lam': best['lam'], 'val_czsl_acc': best['acc']}
 
-# %% ../nbs/08_pipeline.ipynb #c020
-def scen_dir(cfg: RunConfig, view: ZSLDataset, view_out: Path, scen_cache=None) -> Path:
-    "Where the SCEN of `view` is checkpointed: keyed by data, backbone and SCEN settings in a shared cache, else in the run."
-    if not scen_cache: return Path(view_out) / 'scen'
-    key = config_hash({'data': [cfg.dataset, cfg.data_options, cfg.root, view.name], 'backbone': [cfg.backbone, cfg.image_size],
-                       'scen': dataclasses.asdict(cfg.scen)})
-    return Path(scen_cache) / key
-
 # %% ../nbs/08_pipeline.ipynb #c021
-RUN_MARKER = '.scegg-run.json'
-RUN_FILES = ('config.json', 'results.json', 'events.jsonl', 'validation', 'test')   # what `train` writes into a run folder
-
-def _scegg_entry(name: str) -> bool:
-    "Whether `name` in a run folder is something scegg writes (a run file, the marker, the lock, a temporary of them)."
-    names = (*RUN_FILES, RUN_MARKER, LOCK_NAME)
-    return name in names or any(name.startswith(f'.{n}.') and name.endswith('.tmp') for n in names)
-
-def _is_run_folder(out: Path) -> bool:
-    "A folder scegg created for a run: it carries the marker, or (older runs) a scegg config.json and only scegg's files."
-    try: m = read_json(out / RUN_MARKER) if (out / RUN_MARKER).is_file() else None
-    except SceggError: m = None
-    if isinstance(m, dict) and m.get('format') == 'scegg-run-1': return True
-    try: c = read_json(out / 'config.json') if (out / 'config.json').is_file() else None
-    except SceggError: c = None
-    return isinstance(c, dict) and {'config', 'hash'} <= set(c) and all(_scegg_entry(n) for n in os.listdir(out))
-
-def _check_out_folder(out: Path):
-    "Refuse a run folder that is the current or home folder (or holds them), or a non-empty folder scegg did not create."
-    r, cwd, home = out.resolve(), Path.cwd().resolve(), Path.home().resolve()
-    check(r != cwd and r not in cwd.parents, f'the run folder {out} is the current folder (or holds it); '
-          'scegg writes a run into a folder of its own, e.g. --out runs/NAME')
-    check(r != home and r not in home.parents, f'the run folder {out} is your home folder (or holds it); '
-          'scegg writes a run into a folder of its own, e.g. --out runs/NAME')
-    check(not out.exists() or out.is_dir(), f'the run folder {out} is a file; expected a folder (or a new path)')
-    up = next((p for p in out.parents if p.exists()), None)
-    check(up is None or up.is_dir(), f'cannot create the run folder {out}: {up} is a file, not a folder')
-    if not out.exists(): return
-    # scegg's own lock, marker and their temporaries (another worker's, mid-write) are no foreign content
-    entries = sorted(n for n in os.listdir(out) if not n.startswith(('.scegg', '.' + RUN_MARKER)))
-    if entries and not _is_run_folder(out):
-        raise SceggError(f'{out} is not a scegg run folder (it holds {", ".join(entries[:3])}' + (', ...' if len(entries) > 3 else '')
-                         + '); scegg writes only into a new or empty folder or a run folder of its own: choose another --out')
-
-# What `train` writes, file by file: None a file, a dict a folder and what scegg writes inside it. `--force` deletes
-# these (and their temporaries) and nothing else: a user's file inside `validation/` stays, and so does its folder.
-_VIEW_FILES = {'view.json': None, FINAL_CLASSIFIERS: None, 'eggn': {'eggn_last.pt': None}, 'scen': {'scen.pt': None}}
-_RUN_TREE = {'config.json': None, 'results.json': None, 'events.jsonl': None, 'validation': _VIEW_FILES, 'test': _VIEW_FILES}
-
-def _remove_written(folder: Path, tree: dict) -> list[Path]:
-    "Delete the entries of `tree` (and their temporaries) in `folder`, nothing else; returns the paths kept (not scegg's)."
-    kept = []
-    for n in sorted(os.listdir(folder)):
-        p = folder / n
-        if n in (RUN_MARKER, LOCK_NAME): continue
-        k = next((k for k in tree if n == k or (n.startswith(f'.{k}.') and n.endswith('.tmp'))), None)
-        folder_ = p.is_dir() and not p.is_symlink()
-        sub = tree.get(k) if n == k else None   # a temporary (atomic_write's) is a file
-        if k is None or folder_ != isinstance(sub, dict):   # not a name scegg writes, or a folder where it writes a file
-            kept.append(p); continue
-        if not folder_: p.unlink(); continue
-        inner = _remove_written(p, sub)
-        if inner: kept += inner
-        else: p.rmdir()
-    return kept
-
-def _remove_run_files(out: Path) -> list[Path]:
-    "Delete what scegg wrote into run folder `out` (`_RUN_TREE` and temporaries), nothing else; returns what it kept."
-    kept = _remove_written(out, _RUN_TREE)
-    if kept: print(f'scegg: --force kept {len(kept)} file(s) scegg did not write: {", ".join(map(str, kept[:5]))}'
-                   + (', ...' if len(kept) > 5 else ''), file=sys.stderr)
-    return kept
-
-def finished_results(out, cfg: RunConfig) -> dict | None:
-    "The results in run folder `out` if they are of this very configuration (results carry its hash), else None."
-    rj = Path(out) / 'results.json'
-    res = read_json(rj) if rj.exists() else {}
-    check(isinstance(res, dict), f'{rj} is not a scegg results file (a JSON object); train the run again with --force')
-    if res.get('config_hash') != run_hash(cfg): return None
-    check(isinstance(res.get('protocols'), dict), f"{rj} has no 'protocols' (the metrics of a finished run); "
-          'it was not written by a finished `scegg train`: train the run again with --force')
-    return res
-
-def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
-    "Create `out` (call under its lock); True when a results.json of this very configuration exists."
-    h = run_hash(cfg)
-    conf = {'config': dataclasses.asdict(cfg), 'hash': h}
-    cj, rj = out / 'config.json', out / 'results.json'
-    _check_out_folder(out)
-    if force and out.exists(): _remove_run_files(out)
-    if finished_results(out, cfg) is not None: return True   # reused only for the very same configuration
-    # a folder whose run never got past config.json (e.g. a wrong --root) holds nothing to protect
-    worked = any((out / n).exists() for n in ('results.json', 'validation', 'test'))
-    if cj.exists() and worked:
-        old = read_json(cj)
-        if old.get('hash') != h:
-            diff = {k: v for k, v in _flat_diff(old.get('config', {}), conf['config']).items()}
-            raise SceggError(f'{out} holds a run of another configuration (differs in {", ".join(diff) or "its hash"}); '
-                             'use another --out or --force to overwrite it')
-    if rj.exists():
-        rhash = read_json(rj).get('config_hash')
-        raise SceggError(f'{rj} holds the results of another configuration (hash {rhash}, not {h}), e.g. of a concurrent '
-                         'run; use --force to start this run over in this folder, or another --out')
-    try: out.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise SceggError(f'cannot create the run folder {out}: {e.strerror or e}') from e
-    if not (out / RUN_MARKER).exists():
-        write_json(out / RUN_MARKER, {'format': 'scegg-run-1', 'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-                                      'writes': list(RUN_FILES), 'note': 'scegg train --force removes only these'})
-    write_json(cj, conf)
-    return False
-
-def _flat_diff(a: dict, b: dict, prefix='') -> dict:
-    keys = set(a) | set(b)
-    out = {}
-    for k in sorted(keys):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict): out.update(_flat_diff(x, y, f'{prefix}{k}.'))
-        elif x != y: out[f'{prefix}{k}'] = (x, y)
-    return out
-
 def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
           out='runs/smoke',                     # the run folder
           overrides: dict | None = None,        # {'eggn.epochs': 3, ...} applied to a preset
@@ -517,10 +217,11 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
     out = Path(out)
     _check_out_folder(out)   # before the lock file is created in it
     with file_lock(out, 'run folder'):
-        if _prepare_out(out, cfg, force, resume): return read_json(out / 'results.json')
+        if _prepare_out(out, cfg, force, resume): return read_json(out / RESULTS_FILE)
         with heap_reuse(cfg.eggn.keep_heap):   # every stage of the run keeps freed memory for reuse (core)
             return _train(cfg, out, dev, resume, scen_cache, protocols)
 
+# %% ../nbs/08_pipeline.ipynb #c022
 def _threads_used(out: Path) -> list[int]:
     "The torch CPU thread counts this run was computed with, over every process that worked on it (resumed ones too)."
     seen = {e['threads'] for e in read_events(out) if e.get('stage') == 'run' and 'threads' in e}
@@ -560,18 +261,16 @@ def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) 
                     'config': dataclasses.asdict(cfg), 'config_hash': run_hash(cfg),
                     'differs_from_paper': differs_from_paper(cfg), 'caveat': data.caveat, 'release': data.release,
                     'provenance': provenance(dev), 'wall_s': walls, 'threads_used': _threads_used(out)})
-    write_json(out / 'results.json', results)
+    write_json(out / RESULTS_FILE, results)
     log(stage='run', done=True)
     return results
 
-# %% ../nbs/08_pipeline.ipynb #c023
+# %% ../nbs/08_pipeline.ipynb #c024
 def load_run(run_dir, device='cpu', view: str = 'test', scen_cache=None) -> dict:
     "The finished run in `run_dir` as {'data': ZSLDataset, 'maps': FeatureStore, 'scen': SCEN (None for tf-vaegan), 'eggn': EGGN, 'cfg': RunConfig, 'features': {split: (x, y)}, ...}."
     run_dir, dev = Path(run_dir), resolve_device(device)
-    conf = read_json(run_dir / 'config.json')['config']
-    scen_cfg, eggn_cfg = SCENConfig(**conf.pop('scen')), EGGNConfig(**conf.pop('eggn'))
-    cfg = RunConfig(**conf, scen=scen_cfg, eggn=eggn_cfg)
-    check((run_dir / view / 'eggn' / 'eggn_last.pt').exists(), f'{run_dir} has no finished {view} generator; run it first')
+    cfg = read_run_config(run_dir)
+    check(eggn_checkpoint(run_dir, view).exists(), f'{run_dir} has no finished {view} generator; run it first')
     full = load_run_data(cfg)
     data = full.validation_view() if view == 'validation' else full
     maps = ensure_store(full, cfg, dev)   # the store belongs to the full data set, whichever view is loaded

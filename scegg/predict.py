@@ -18,7 +18,8 @@ from .features import get_backbone
 from .scen import SCEN, SCENConfig, TrainedSCEN, MinMaxScaler
 from .eggn import EGGN, EGGNConfig, synthesize
 from .classify import train_final_classifier, transform_in_batches
-from .pipeline import RunConfig, FINAL_CLASSIFIERS
+from .config import RunConfig
+from .runs import CONFIG_FILE, RESULTS_FILE, FINAL_CLASSIFIERS, SCEN_CHECKPOINT, read_run_config, view_dir, eggn_checkpoint
 
 # %% auto #0
 __all__ = ['SCORERS', 'TrainedRun', 'load_trained', 'image_maps', 'class_set', 'read_class_file', 'fit_classifier', 'Prediction',
@@ -49,22 +50,20 @@ class TrainedRun:
     @property
     def map_shape(self) -> tuple: return get_backbone(self.cfg.backbone, self.cfg.image_size).shape
 
+# %% ../nbs/12_predict.ipynb #c007
 def load_trained(run_dir, device='cpu') -> TrainedRun:
     "The finished sc-egg run in `run_dir` (what `scegg train --out run_dir` wrote), on `device`."
     run, dev = Path(run_dir), resolve_device(device)
     check(run.is_dir(), f'run folder {run} does not exist; expected the --out folder of a finished `scegg train`')
-    check((run / 'config.json').is_file(), f'{run} is not a scegg run folder (no config.json)')
-    check((run / 'results.json').is_file(),
+    check((run / CONFIG_FILE).is_file(), f'{run} is not a scegg run folder (no {CONFIG_FILE})')
+    check((run / RESULTS_FILE).is_file(),
           f'{run} is an unfinished run (no results.json); finish it with the same `scegg train ... --out {run}`')
-    conf = read_json(run / 'config.json')['config']
-    try: cfg = RunConfig(**{k: v for k, v in conf.items() if k not in ('scen', 'eggn')},
-                         scen=SCENConfig(**conf['scen']), eggn=EGGNConfig(**conf['eggn']))
-    except (TypeError, KeyError) as e: raise SceggError(f'{run / "config.json"} was written by another version of scegg ({e})') from e
+    cfg = read_run_config(run)
     check(cfg.method == 'sc-egg', f'{run} is a {cfg.method} run; prediction needs an sc-egg run (SCEN gives the features and the attention)')
-    fc_p = run / 'test' / FINAL_CLASSIFIERS
+    fc_p = view_dir(run) / FINAL_CLASSIFIERS
     check(fc_p.is_file(), f'{run} has no test/{FINAL_CLASSIFIERS} (trained by an older scegg); train it again into a new --out folder')
     fc = _load(fc_p, 'final-classifier file')
-    cands = [run / 'test' / 'scen' / 'scen.pt'] + ([Path(fc['scen_dir']) / 'scen.pt'] if fc.get('scen_dir') else [])
+    cands = [view_dir(run) / 'scen' / SCEN_CHECKPOINT] + ([Path(fc['scen_dir']) / SCEN_CHECKPOINT] if fc.get('scen_dir') else [])
     scen_p = next((p for p in cands if p.is_file()), None)
     check(scen_p is not None, f'{run} has no SCEN checkpoint (looked for {", ".join(map(str, cands))})')
     ck = _load(scen_p, 'SCEN checkpoint')
@@ -76,7 +75,7 @@ def load_trained(run_dir, device='cpu') -> TrainedRun:
     scen.eval().requires_grad_(False)
     trained = TrainedSCEN(scen.to(dev), MinMaxScaler().load_state_dict(ck['scaler']), SCENConfig(**ck['cfg']))
     trained.scaler.min, trained.scaler.scale = trained.scaler.min.to(dev), trained.scaler.scale.to(dev)
-    eg_p = run / 'test' / 'eggn' / 'eggn_last.pt'
+    eg_p = eggn_checkpoint(run)
     check(eg_p.is_file(), f'{run} has no generator {eg_p}; train it again')
     st = _load(eg_p, 'EGGN checkpoint')
     eggn = EGGN(EGGNConfig(**st['cfg']), D, K)
@@ -90,7 +89,7 @@ def load_trained(run_dir, device='cpu') -> TrainedRun:
     return TrainedRun(run, cfg, trained, eggn.to(dev), clf, {m: fc[f'{m}_classes'] for m in ('czsl', 'gzsl')},
                       list(fc['class_names']), list(fc['attribute_names']), fc['att'].float(), fc['seen'], fc['unseen'], dev)
 
-# %% ../nbs/12_predict.ipynb #c008
+# %% ../nbs/12_predict.ipynb #c009
 def _open_image(p):
     from PIL import Image
     if isinstance(p, Image.Image): return p.convert('RGB')
@@ -108,7 +107,7 @@ def image_maps(run: TrainedRun, images, batch_size: int = 16) -> torch.Tensor:
            for i in range(0, len(imgs), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, *spec.shape)
 
-# %% ../nbs/12_predict.ipynb #c010
+# %% ../nbs/12_predict.ipynb #c011
 def _l2_rows(att, where: str) -> torch.Tensor:
     a = torch.as_tensor(np.asarray(att, dtype=np.float32))
     check(a.ndim == 2, f'{where}: expected a (C, K) attribute matrix, got shape {tuple(a.shape)}')
@@ -164,7 +163,7 @@ def read_class_file(path, run: TrainedRun) -> tuple:
     check(rows, f'{p} lists no class; expected lines `name v1 ... v{K}` or names of the run\'s classes')
     return names, np.stack(rows)
 
-# %% ../nbs/12_predict.ipynb #c012
+# %% ../nbs/12_predict.ipynb #c013
 def fit_classifier(run: TrainedRun, att, syn_num: int | None = None, seed: int = 0) -> nn.Linear:
     "A final softmax classifier over the rows of `att` (C', K), trained on EGGN's synthetic features of each row."
     c = run.cfg.eggn
@@ -178,7 +177,7 @@ def fit_classifier(run: TrainedRun, att, syn_num: int | None = None, seed: int =
                                                               return_model=True)
     return clf.eval().requires_grad_(False)
 
-# %% ../nbs/12_predict.ipynb #c014
+# %% ../nbs/12_predict.ipynb #c015
 @dataclass
 class Prediction:
     "Class probabilities, top-k and SCEN's attention for n images."
@@ -239,7 +238,7 @@ def predict(run,                        # a TrainedRun or a run folder
     return Prediction(names, cat('p', len(names)), alpha, alpha.mean(1), cat('s', K), run.attribute_names,
                       'gzsl' if gzsl else 'czsl', scorer)
 
-# %% ../nbs/12_predict.ipynb #c016
+# %% ../nbs/12_predict.ipynb #c017
 def _view(image, size: int) -> np.ndarray:
     im = _open_image(image)
     w, h = im.size; s = size / min(w, h)

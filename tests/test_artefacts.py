@@ -1,4 +1,4 @@
-"Issue 14: reproduce validates first and never mixes old and new outputs; quiet progress; deterministic, self-describing artefacts."
+"Reproduce validates first and never mixes old and new outputs; quiet progress; deterministic, self-describing artefacts."
 import io, json, os, sys
 from pathlib import Path
 
@@ -7,6 +7,9 @@ import pytest
 
 from scegg.core import SceggError, progress
 from scegg import reproduce as R
+from scegg.config import REPRO_PRESETS
+from scegg.figures import plot_attention, plot_sweep, plot_tsne, save_figure
+from scegg.tables import banner, caption
 
 
 def _nb(path: Path, body: str) -> Path:
@@ -124,9 +127,9 @@ def test_progress_never_uses_notebook_widgets(monkeypatch):
 def test_saved_figure_bytes_are_deterministic(tmp_path):
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(); ax.plot([0, 1], [1, 0])
-    R.save_figure(fig, tmp_path / 'a', 'f', {}) if (tmp_path / 'a').mkdir() is None else None
+    save_figure(fig, tmp_path / 'a', 'f', {}) if (tmp_path / 'a').mkdir() is None else None
     import time; time.sleep(1.1)
-    (tmp_path / 'b').mkdir(); R.save_figure(fig, tmp_path / 'b', 'f', {})
+    (tmp_path / 'b').mkdir(); save_figure(fig, tmp_path / 'b', 'f', {})
     for ext in ('pdf', 'png'):
         assert (tmp_path / 'a' / f'f.{ext}').read_bytes() == (tmp_path / 'b' / f'f.{ext}').read_bytes(), ext
 
@@ -155,7 +158,7 @@ def _r(m='sc-egg', **diff):
 
 
 def test_banner_is_per_row():
-    b = R.banner([_r(), _r('tf-vaegan', method=['tf-vaegan', 'sc-egg'])], labels=['full model', 'baseline'])
+    b = banner([_r(), _r('tf-vaegan', method=['tf-vaegan', 'sc-egg'])], labels=['full model', 'baseline'])
     lines = b.splitlines()
     assert any(l.startswith('> **Differs from the paper (all rows):**') and '`eggn.epochs` = 2 (paper 50)' in l for l in lines), b
     row = [l for l in lines if 'baseline' in l]
@@ -164,12 +167,12 @@ def test_banner_is_per_row():
 
 
 def test_titles_and_captions_say_what_they_show():
-    c = R.caption('fig4_tsne', 'synthetic', 'synthetic', seeds=[0])
+    c = caption('fig4_tsne', 'synthetic', 'synthetic', seeds=[0])
     assert 'synthetic (synthetic)' not in c and 'seed 0' in c and 't-SNE' in c
-    c5 = R.caption('fig5_sensitivity', 'CUB-mini', 'cub-mini', seeds=[0])
+    c5 = caption('fig5_sensitivity', 'CUB-mini', 'cub-mini', seeds=[0])
     assert 'one seed' in c5 and 'best on test' in c5
-    assert 'one seed' in R.caption('table2_ablation', 'synthetic', 'synthetic', seeds=[0])
-    assert 'attention' in R.caption('fig3_attention', 'synthetic', 'synthetic', seeds=[0])
+    assert 'one seed' in caption('table2_ablation', 'synthetic', 'synthetic', seeds=[0])
+    assert 'attention' in caption('fig3_attention', 'synthetic', 'synthetic', seeds=[0])
 
 
 def _figure_text(fig) -> str:
@@ -185,7 +188,7 @@ def test_fig4_legend_markers_are_neutral():
     rng = np.random.default_rng(0)
     sets = {'space': {'x_real': rng.normal(size=(24, 4)), 'y_real': np.repeat([0, 1, 2, 3], 6),
                       'x_syn': rng.normal(size=(12, 4)), 'y_syn': np.repeat([2, 3], 6), 'unseen': np.array([2, 3])}}
-    fig = R.plot_tsne(sets, 0, title=R.caption('fig4_tsne', 'synthetic', 'synthetic', seeds=[0]))
+    fig = plot_tsne(sets, 0, title=caption('fig4_tsne', 'synthetic', 'synthetic', seeds=[0]))
     leg = fig.axes[0].get_legend()
     cols = [to_rgba(h.get_markeredgecolor() if hasattr(h, 'get_markeredgecolor') else h.get_edgecolor()[0]) for h in leg.legend_handles]
     assert len(cols) == 3 and all(abs(c[0] - c[1]) < 1e-6 and abs(c[1] - c[2]) < 1e-6 for c in cols), cols   # grey
@@ -197,7 +200,7 @@ def test_fig5_legend_names_protocols_seed_and_default():
     import pandas as pd
     df = pd.DataFrame({'knob': ['eggn.syn_num'] * 2, 'value': [10, 20], 'H': [50., 55.], 'H_std': [np.nan] * 2,
                        'Acc': [60., 61.], 'n': [1, 1]})
-    fig = R.plot_sweep({'validation': df, 'paper': df}, title='t', defaults={'eggn.syn_num': 20}, seeds=[0])
+    fig = plot_sweep({'validation': df, 'paper': df}, title='t', defaults={'eggn.syn_num': 20}, seeds=[0])
     text = _figure_text(fig)
     assert 'best on test' in text and 'seed 0' in text and 'preset default' in text
 
@@ -207,7 +210,7 @@ def test_fig5_legend_lies_below_the_panels_and_covers_no_point():
     import pandas as pd
     df = pd.DataFrame({'knob': ['eggn.syn_num'] * 2 + ['eggn.guide_seen'] * 2, 'value': [50, 200, .1, 10],
                        'H': [40., 55.] * 2, 'H_std': [np.nan] * 4, 'Acc': [60.] * 4, 'n': [1] * 4})
-    fig = R.plot_sweep({'validation': df, 'paper': df}, title='a long title ' * 8,
+    fig = plot_sweep({'validation': df, 'paper': df}, title='a long title ' * 8,
                        defaults={'eggn.syn_num': 100, 'eggn.guide_seen': 1}, seeds=[3483])
     fig.canvas.draw()
     assert [ax.get_legend() for ax in fig.axes] == [None, None] and len(fig.legends) == 1
@@ -223,7 +226,7 @@ def test_fig3_has_title_and_labelled_scores(tmp_path):
     p = tmp_path / 'a.png'; Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(p)
     class D: image_paths, image_labels, class_names, attribute_names = [str(p)], [0], ['cls'], ['wing', 'beak']
     att = {'alpha': torch.rand(1, 2, 2, 2), 'global_map': torch.rand(1, 2, 2), 'scores': torch.tensor([[.3, .7]])}
-    fig = R.plot_attention(D, att, [0], top=2, title='Fig. 3 title')
+    fig = plot_attention(D, att, [0], top=2, title='Fig. 3 title')
     text = _figure_text(fig)
     assert 'Fig. 3 title' in text and 'score 0.70' in text
 
@@ -239,10 +242,11 @@ def test_public_functions_have_docstrings():
 
 
 def test_entry_point_docstrings_name_presets_and_shapes():
-    from scegg.pipeline import PRESETS, make_config, train, load_run
+    from scegg.config import PRESETS, make_config
+    from scegg.pipeline import train, load_run
     from scegg.datasets import load_dataset
     from scegg.features import extract_features, open_store
     for p in PRESETS: assert p in train.__doc__ and p in make_config.__doc__, p
-    for p in R.REPRO_PRESETS: assert p in R.reproduce.__doc__, p
+    for p in REPRO_PRESETS: assert p in R.reproduce.__doc__, p
     assert "'protocols'" in train.__doc__ and "'ok'" in R.reproduce.__doc__ and "'eggn'" in load_run.__doc__
     assert '(C, K)' in load_dataset.__doc__ and '(n, D, H*W)' in open_store.__doc__ and 'FeatureStore' in extract_features.__doc__

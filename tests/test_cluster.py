@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from scegg.pipeline import make_config, load_run_data, run_hash
+from scegg.config import make_config, run_hash
+from scegg.pipeline import load_run_data
 from scegg.reproduce import reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = """
 import json, sys
 from scegg.cluster import run_job
-from scegg.pipeline import make_config
+from scegg.config import make_config
 print(json.dumps(run_job(make_config('smoke', {'seed': 5}), sys.argv[1], poll=0.2)), flush=True)
 """
 
@@ -57,7 +58,7 @@ def test_bad_executor_settings_are_refused_before_anything_is_written(tmp_path):
 def test_a_run_folder_mid_write_by_another_worker_is_not_foreign(tmp_path):
     """The race the two-worker test hit now and then: worker A holds the lock and is writing the run marker; worker B,
     checking the folder before it asks for the lock, saw only A's temporaries and called the folder not scegg's."""
-    from scegg.pipeline import _check_out_folder, RUN_MARKER
+    from scegg.runs import _check_out_folder, RUN_MARKER
     from scegg.core import LOCK_NAME, SceggError
     out = tmp_path / 'run'; out.mkdir()
     (out / f'.{RUN_MARKER}.o1f6axm3.tmp').write_text('{')       # atomic_write's temporary of the marker

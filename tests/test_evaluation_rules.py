@@ -12,8 +12,9 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg import pipeline
 from scegg.classify import zsl_curves, train_final_classifier, harmonic_mean, per_class_accuracy
 from scegg.core import config_hash
-from scegg.pipeline import protocol_results, run_hash, make_config, SPEED_ONLY
-from scegg.reproduce import paired_differences
+from scegg.pipeline import protocol_results
+from scegg.config import run_hash, make_config, SPEED_ONLY
+from scegg.tables import paired_differences
 from scegg.scen import SCENConfig, fit_scen, dense_features, toy_benchmark
 
 

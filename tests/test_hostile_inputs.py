@@ -14,6 +14,9 @@ from scegg.data import xlsa17_paths
 from scegg.datasets import load_dataset
 from scegg.fixtures import make_xlsa17_fixture
 from scegg import pipeline
+from scegg.config import RunConfig
+from scegg.core import read_json
+from scegg.runs import _prepare_out
 
 
 # ---------------------------------------------------------------- shared state: a finished run and two stores
@@ -149,7 +152,7 @@ def test_hostile_cli(world, tmp_path, capsys, name, prepare, phrase):
 def test_every_failure_is_reported(world):
     "The table covers the issue's list, and the finished run it protects is really finished."
     assert len(CASES) >= 15
-    r = pipeline.read_json(world['run'] / 'results.json')
+    r = read_json(world['run'] / 'results.json')
     assert set(r['protocols']) == {'paper', 'validation'}
     assert len(list((world['feats']).rglob('manifest.json'))) == 1
 
@@ -170,7 +173,7 @@ API_CASES = [
     ('config-key', lambda w, t: pipeline.make_config('smoke', {'scen.nope': 1}), 'SCENConfig has no setting nope'),
     ('config-zero', lambda w, t: pipeline.train('smoke', t / 'o', overrides={'eggn.classifier_epochs': 0}),
      'eggn.classifier_epochs=0: expected at least 1'),
-    ('config-direct', lambda w, t: pipeline.train(pipeline.RunConfig(method='gan'), t / 'o'), "method 'gan' is unknown"),
+    ('config-direct', lambda w, t: pipeline.train(RunConfig(method='gan'), t / 'o'), "method 'gan' is unknown"),
     ('wrong-loader-options', lambda w, t: pipeline.train('smoke', t / 'o', overrides={'dataset': 'CUB', 'root': str(t / 'none')}),
      'att_splits.mat is missing'),
     ('other-configuration', lambda w, t: pipeline.train('smoke', w['run'], overrides={'seed': 3}), 'another configuration'),
@@ -194,5 +197,5 @@ def test_failed_start_does_not_block_the_corrected_command(world, tmp_path, caps
     assert 'att_splits.mat is missing' in capsys.readouterr().err
     # the corrected root differs from the recorded config.json, but nothing was computed there, so it is not refused
     cfg = pipeline.make_config('smoke', {'dataset': 'CUB', 'root': str(world['xroot'])})
-    assert pipeline._prepare_out(out, cfg, force=False, resume=True) is False
-    assert pipeline.read_json(out / 'config.json')['config']['root'] == str(world['xroot'])
+    assert _prepare_out(out, cfg, force=False, resume=True) is False
+    assert read_json(out / 'config.json')['config']['root'] == str(world['xroot'])

@@ -1,4 +1,4 @@
-"""Issue 29: nothing a user made is ever overwritten, a rebuild leaves the repository clean, and messages point the
+"""Nothing a user made is ever overwritten, a rebuild leaves the repository clean, and messages point the
 right way (figure names of `predict`, `--force` inside scegg's folders, the lock's holder, committed outputs equal to a
 rebuild, the thread count a run used, and errors that name the file, line or class)."""
 import json, os, re, shlex, shutil, subprocess, sys
@@ -11,6 +11,9 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.cli import main
 from scegg.core import SceggError, file_lock, LOCK_NAME
 from scegg import pipeline, reproduce
+from scegg.config import ADDED_LATER
+from scegg.runs import read_events
+from scegg.tables import caption, metrics_of
 from scegg.datasets import load_dataset
 from scegg.fixtures import make_cub_fixture, make_cub_subset
 
@@ -80,7 +83,7 @@ def test_results_record_the_thread_count_used(smoke):
     import torch
     r = smoke[1]
     assert r['threads_used'] == [pipeline.make_config('smoke').threads] and r['config']['threads'] == 1
-    ev = [e for e in pipeline.read_events(smoke[0]) if e.get('stage') == 'run' and 'threads' in e]
+    ev = [e for e in read_events(smoke[0]) if e.get('stage') == 'run' and 'threads' in e]
     assert ev and ev[0]['threads'] == 1
 
 
@@ -108,7 +111,7 @@ def test_results_without_protocols_name_the_file(smoke, tmp_path, capsys, data_h
     code, _, err = cli(capsys, 'train', 'synthetic', '--preset', 'smoke', '--out', run)
     assert code == 2 and str(run / 'results.json') in one_line_error(err) and 'protocols' in err
     with pytest.raises(SceggError, match='results.json has no'):
-        reproduce.metrics_of({**r, 'run_dir': str(run)})
+        metrics_of({**r, 'run_dir': str(run)})
 
 
 def test_nan_in_an_attributes_file_names_file_and_line(smoke, tmp_path, capsys):
@@ -201,13 +204,13 @@ def test_report_does_not_depend_on_git_ignored_files(tmp_path):
 
 
 def test_fig6_caption_says_mean_once():
-    c = reproduce.caption('fig6_curves', 'synthetic', 'synthetic', [0, 1, 2])
+    c = caption('fig6_curves', 'synthetic', 'synthetic', [0, 1, 2])
     assert 'mean over 3 seeds (0, 1, 2) with min-max band' in c and 'mean over mean' not in c
 
 
 def test_committed_sidecars_keep_settings_added_later_out_of_the_base():
     "No committed sidecar carries an ADDED_LATER setting at its old value: runs made before and after share one base."
-    older = {f'{p}.{k}': v for p, d in pipeline.ADDED_LATER.items() for k, v in d.items()}
+    older = {f'{p}.{k}': v for p, d in ADDED_LATER.items() for k, v in d.items()}
     for m in sorted((ROOT / 'outputs').glob('*/*.meta.json')):
         base = json.loads(m.read_text()).get('base_config', {})
         assert not [k for k, v in older.items() if k in base and base[k] == v], m

@@ -11,7 +11,7 @@ from scegg.core import SceggError
 from scegg.datasets import load_dataset, canonical_dataset
 from scegg.fixtures import make_image_set_fixture
 from scegg.owndata import load_image_set, attribute_table_vectors
-from scegg.pipeline import make_config, differs_from_paper
+from scegg.config import make_config, differs_from_paper
 
 
 def _flags(root, name='scenes'): return ['--root', str(root), '--name', name]

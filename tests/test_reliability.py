@@ -9,6 +9,8 @@ import torch
 
 os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg import core, pipeline
+from scegg.config import run_hash
+from scegg.runs import read_events
 from scegg.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +60,7 @@ def _metrics(r):
 def _by_process(out):
     "events.jsonl grouped by `train` call (each starts with a 'run' event carrying `resume`), in order."
     groups = []
-    for e in pipeline.read_events(out):
+    for e in read_events(out):
         if e['stage'] == 'run' and 'resume' in e: groups.append([])
         groups[-1].append(e)
     return groups
@@ -78,7 +80,7 @@ def test_sigkill_in_stage1_and_stage3_then_resume(tmp_path):
     # 2) resumed, then killed inside EGGN (stage 3) of the test view, after at least one epoch
     ck3 = _run_until(out, data, out / 'test' / 'eggn' / 'eggn_last.pt', lambda c: c['epoch'] >= 1)
     assert 1 <= ck3['epoch'] < 6
-    assert pipeline.read_json(out / 'validation' / 'view.json')         # the validation view had finished
+    assert core.read_json(out / 'validation' / 'view.json')         # the validation view had finished
     # 3) resumed to the end
     res = _finish(out, data)
     assert _metrics(res) == _metrics(ref)                             # bit-identical metrics and curves
@@ -143,7 +145,7 @@ def test_full_disk_while_writing_results(finished, tmp_path, capsys, monkeypatch
     assert main(argv) == 0                                                 # the rerun only writes results.json
     last = _by_process(out)[-1]
     assert _starts(last) == {} and sum(bool(e.get('reused')) for e in last) == 2
-    assert _metrics(pipeline.read_json(out / 'results.json')) == _metrics(ref)
+    assert _metrics(core.read_json(out / 'results.json')) == _metrics(ref)
 
 
 def test_read_only_output(finished, tmp_path, capsys, monkeypatch):
@@ -201,7 +203,7 @@ def test_provenance(finished):
     cfg = pipeline.make_config('smoke', {'eggn.epochs': 1})
     import dataclasses
     assert r['config'] == json.loads(json.dumps(dataclasses.asdict(cfg)))          # the full configuration
-    assert r['config_hash'] == pipeline.run_hash(cfg)   # the configuration without its speed-only settings
+    assert r['config_hash'] == run_hash(cfg)   # the configuration without its speed-only settings
     assert set(r['protocols']) == {'paper', 'validation'} and all('protocol' in m for m in r['protocols'].values())
     w = r['wall_s']
     assert 0 < w['total_s'] and all(k in w for k in ('features_s', 'validation', 'test'))

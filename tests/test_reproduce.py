@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 
 from scegg.core import SceggError
-from scegg.reproduce import reproduce, check_table_runs, finished_runs, PAPER_TABLE1
+from scegg.reproduce import reproduce
+from scegg.tables import check_table_runs, PAPER_TABLE1
+from scegg.runs import finished_runs
+from scegg.config import REPRO_PRESETS
 
 
 def _failing_notebook(path: Path) -> Path:
@@ -50,7 +53,7 @@ def test_reproduce_end_to_end(tmp_path, monkeypatch):
     r2 = reproduce('smoke', out=out, notebooks=['table1'], verbose=False)
     assert r2['ok'] and r2['runs_trained'] == 0 and r2['runs_total'] == 2
     assert {p: p.stat().st_mtime_ns for p in finished_runs(d / 'runs')} == stamps
-    # same run cache, same bytes (issue 14: no timestamps, durations or kernel versions in the artefacts)
+    # same run cache, same bytes (deterministic artefacts: no timestamps, durations or kernel versions in the artefacts)
     r3 = reproduce('smoke', out=out, notebooks=['table1', bad], verbose=False)
     assert {f: (d / f).read_bytes() for f in first} == first
     _check_report(d)
@@ -71,7 +74,8 @@ def _links(page: Path) -> list:
 def _check_report(d: Path):
     "index.html shows Table 1 with its caption, links the HTML notebook, and every link and image resolves."
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    from scegg.reproduce import save_figure, write_report
+    from scegg.figures import save_figure
+    from scegg.reproduce import write_report
     fig, ax = plt.subplots(); ax.plot([0, 1])
     save_figure(fig, d, 'figx', {'caption': 'a test figure', 'notebook': 'table1', 'seeds': [0], 'command': 'c'})
     page = write_report(d)
@@ -90,7 +94,9 @@ def _browser():
 @pytest.mark.skipif(_browser() is None, reason='no headless browser (apt-get install chromium) to load index.html')
 def test_report_loads_in_headless_browser(tmp_path):
     import subprocess
-    from scegg.reproduce import save_figure, save_table, write_report
+    from scegg.figures import save_figure
+    from scegg.tables import save_table
+    from scegg.reproduce import write_report
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     import pandas as pd
     fig, ax = plt.subplots(); ax.plot([0, 1])
@@ -125,11 +131,11 @@ def test_paper_sc_egg_row_consistent():
 
 def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, monkeypatch):
     "`cached_only` trains nothing: Table 2 and Fig. 5 render from the finished runs and name the rest; Table 1 refuses."
-    from scegg.reproduce import Experiment, ablation_experiment, sweep_experiment, table1_experiment, make_config
+    from scegg.experiment import Experiment, ablation_experiment, sweep_experiment, table1_experiment
+    from scegg.config import make_config
     monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
     monkeypatch.setenv('SCEGG_PROGRESS', '0')
-    from scegg import reproduce as rep   # as cub-cpu: the full model and w/o L_LCE over two seeds, the other rows over one
-    monkeypatch.setitem(rep.REPRO_PRESETS, 'smoke', {**rep.REPRO_PRESETS['smoke'], 'n_seeds': 2, 'ablation_all_seeds': ('w/o L_LCE',)})
+    monkeypatch.setitem(REPRO_PRESETS, 'smoke', {**REPRO_PRESETS['smoke'], 'n_seeds': 2, 'ablation_all_seeds': ('w/o L_LCE',)})
     out = str(tmp_path / 'smoke')
     full = Experiment('smoke', out)
     s0, s1 = full.seed_list('synthetic')
@@ -153,7 +159,7 @@ def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, mon
     with pytest.raises(SceggError, match='not finished in the run cache'):
         table1_experiment(ex)
     # finished_run: the results of this very configuration, else None (a results.json of another one does not count)
-    from scegg.reproduce import finished_run, run_dir
+    from scegg.runs import finished_run, run_dir
     from scegg.core import write_json, read_json
     tp, o = ex.train_preset('synthetic'), {**ex.spec.get('overrides', {}), 'seed': s0}
     r = finished_run(tp, o, ex.runs)
@@ -166,7 +172,7 @@ def test_cached_only_leaves_out_and_names_the_runs_not_yet_trained(tmp_path, mon
 
 
 def test_a_one_seed_ablation_row_is_compared_with_the_full_model_of_its_seed():
-    from scegg.reproduce import ablation_table
+    from scegg.tables import ablation_table
     res = lambda seed, acc, h: {'seed': seed, 'protocols': {p: {'czsl_acc': acc, 'U': h, 'S': h, 'H': h} for p in ('validation', 'paper')}}
     t = ablation_table({'full model': [res(1, .60, .50), res(2, .70, .40)], 'w/o L_LCE': [res(2, .65, .38)],
                         'w/o L_GCE': [res(1, .50, .45), res(2, .60, .35)]})

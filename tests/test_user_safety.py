@@ -1,4 +1,4 @@
-"""Issue 14 (first half): a user's data is never lost or mixed up, scegg installs as documented, every error a user
+"""A user's data is never lost or mixed up, scegg installs as documented, every error a user
 can cause is one line, a user's own image set works under its own name, and data lives in one cwd-independent place."""
 import json, os, shutil, socket, subprocess, sys, time, zipfile
 from pathlib import Path
@@ -10,6 +10,10 @@ os.environ.setdefault('SCEGG_PROGRESS', '0')
 from scegg.cli import main
 from scegg.core import SceggError, write_json, torch_save, atomic_write
 from scegg import pipeline
+from scegg.config import run_hash
+from scegg.core import config_hash
+import scegg.core
+from scegg.experiment import Experiment, NOTEBOOKS
 from scegg.datasets import DATASETS
 from scegg.fixtures import make_cub_fixture, make_cub_subset
 
@@ -116,12 +120,12 @@ def test_second_writer_of_a_run_folder_is_refused(tmp_path, capsys, holder, data
 
 
 def test_results_reused_only_for_their_own_configuration(tmp_path, smoke_run, data_home):
-    "The race of issue 14: config.json says seed 2 but results.json holds seed 0's numbers."
+    "The race of two writers: config.json says seed 2 but results.json holds seed 0's numbers."
     run = _copy_run(smoke_run[0], tmp_path / 'run')
     c2 = pipeline.make_config('smoke', {'seed': 2})
     import dataclasses
     from scegg.core import config_hash
-    write_json(run / 'config.json', {'config': dataclasses.asdict(c2), 'hash': pipeline.run_hash(c2)})
+    write_json(run / 'config.json', {'config': dataclasses.asdict(c2), 'hash': run_hash(c2)})
     with pytest.raises(SceggError, match='results.json'):
         r = pipeline.train(c2, out=run)
         assert r['seed'] == 2   # (if it retrains instead of refusing, it must not be seed 0's numbers)
@@ -217,7 +221,7 @@ def test_full_disk_torch_runtime_error_is_one_line(tmp_path, monkeypatch):
 def test_dataset_and_preset_names_have_one_spelling():
     a = pipeline.make_config('smoke', {'dataset': 'synthetic'})
     b = pipeline.make_config('SMOKE', {'dataset': 'Synthetic'})
-    assert b.dataset == 'synthetic' and pipeline.config_hash(a.__dict__) == pipeline.config_hash(b.__dict__)
+    assert b.dataset == 'synthetic' and config_hash(a.__dict__) == config_hash(b.__dict__)
     assert pipeline.make_config('cub-mini', {'dataset': 'cub_mini'}).dataset == 'CUB-mini'
     assert pipeline.make_config('Paper-cub').dataset == 'CUB'
 
@@ -275,10 +279,10 @@ def test_own_image_set_reproduce(own_set, tmp_path, capsys, monkeypatch, data_ho
     monkeypatch.setattr(rep, 'run_notebook', fake_run)
     code, out, err = cli(capsys, 'reproduce', '--preset', 'cub-mini', *_own_flags(own_set), '--out', tmp_path / 'o')
     assert code == 0, err
-    assert len(seen) == len(rep.NOTEBOOKS) and all(p['data_options']['name'] == 'my-birds' for p in seen)
+    assert len(seen) == len(NOTEBOOKS) and all(p['data_options']['name'] == 'my-birds' for p in seen)
     assert seen[0]['root'] == str(own_set['root']) and '--name my-birds' in seen[0]['command']
     # what a notebook does with them: Experiment.run trains on the user's set, recorded under its name
-    ex = rep.Experiment('cub-mini', str(tmp_path / 'o' / 'cub-mini'), root=str(own_set['root']),
+    ex = Experiment('cub-mini', str(tmp_path / 'o' / 'cub-mini'), root=str(own_set['root']),
                         data_options=seen[0]['data_options'])
     small = {'backbone': 'simple_cnn', 'scen.stage1_iters': 5, 'scen.stage2_iters': 5, 'scen.cls_hidden': 16,
              'eggn.epochs': 1, 'eggn.hidden': 32, 'eggn.syn_num': 5, 'eggn.classifier_epochs': 1}
@@ -292,11 +296,11 @@ def test_default_data_folder_does_not_depend_on_cwd(tmp_path, monkeypatch, capsy
     monkeypatch.delenv('SCEGG_DATA', raising=False); monkeypatch.delenv('XDG_CACHE_HOME', raising=False)
     monkeypatch.setenv('HOME', str(tmp_path / 'h'))
     monkeypatch.chdir(tmp_path)
-    assert pipeline.data_dir() == tmp_path / 'h' / '.cache' / 'scegg'
+    assert scegg.core.data_home() == tmp_path / 'h' / '.cache' / 'scegg'
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-    assert pipeline.data_dir() == tmp_path / 'xdg' / 'scegg'
+    assert scegg.core.data_home() == tmp_path / 'xdg' / 'scegg'
     monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'd'))
-    assert pipeline.data_dir() == tmp_path / 'd'
+    assert scegg.core.data_home() == tmp_path / 'd'
     from scegg.synthetic import SYNTH_PRESETS, default_synthetic_root
     assert tmp_path / 'd' in default_synthetic_root(SYNTH_PRESETS['smoke']).parents
 

@@ -2,8 +2,8 @@
 # The cost of the word-vector fallback (scegg.owndata.attribute_table_vectors) on CUB-mini: the same preset and
 # seeds with the real word vectors (CUB_attribute.pkl, runs w2v-SEED) and with vectors from the attribute table
 # (--word-vectors attributes, runs attributes-SEED), two runs at a time (one thread each). Then
-# `python tools/word_vector_cost.py RUNS outputs/word-vectors` writes the paired table.
-# Usage: tools/word_vector_cost.sh RUNS SEED [SEED ...]      (resumable: a finished run is reused)
+# `python lab/word_vector_cost.py RUNS outputs/word-vectors` writes the paired table.
+# Usage: lab/word_vector_cost.sh RUNS SEED [SEED ...]      (resumable: a finished run is reused)
 set -euo pipefail
 runs=$1; shift
 mkdir -p "$runs"
