@@ -80,7 +80,7 @@ def cmd_data_extract(a):
     opts = _data_options(a)
     data = load_dataset(a.dataset, a.root, **opts)
     cfg = RunConfig(dataset=_dataset(a.dataset), root=a.root, data_options=opts, backbone=a.backbone, image_size=a.image_size,
-                    features_dir=a.features_dir, extract_batch_size=a.batch_size)
+                    features_dir=a.features_dir, extract_batch_size=a.batch_size, precision=a.precision)
     print(ensure_store(data, cfg, dev, verify=True))
 
 # %% ../nbs/09_cli.ipynb #c008
@@ -231,6 +231,8 @@ def _add_data_commands(sub, ds_help: str):
     x.add_argument('--backbone', default='efficientnet_lite0'); x.add_argument('--image-size', type=int, default=None)
     x.add_argument('--device', default='cpu'); x.add_argument('--batch-size', type=int, default=32)
     x.add_argument('--features-dir', default=None, help=_FEATURES_HELP)
+    x.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'),
+                   help='bf16: maps under bfloat16 autocast, into a store of their own (what `train --set precision=bf16` reads)')
     x.set_defaults(func=cmd_data_extract)
 
 def _add_train_command(sub, ds_help: str):

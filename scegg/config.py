@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .core import SceggError, check, apply_overrides, check_types, config_hash
 from .datasets import canonical_dataset, loader_options
-from .features import get_backbone
+from .features import get_backbone, PRECISIONS
 from .scen import SCENConfig
 from .scen import _check_config as _check_scen
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER
@@ -36,6 +36,9 @@ class RunConfig:
     features_dir: str | None = None   # where the feature store lives (None: $SCEGG_DATA, else ~/.cache/scegg)
     extract_batch_size: int = 32
     threads: int = 0                  # torch CPU threads (0: torch's default); small CPU presets run faster on 1
+    precision: str = 'fp32'           # 'bf16': extraction, SCEN stages 1-2, the dense pass, stage 3 and the final classifiers
+                                      # under bfloat16 autocast (bf16 units on CPUs, autocast on CUDA); fp32 weights,
+                                      # optimiser state and losses. Sets scen.bf16 and eggn.bf16; its own feature store
     scen: SCENConfig = field(default_factory=SCENConfig)
     eggn: EGGNConfig = field(default_factory=EGGNConfig)
 
@@ -47,6 +50,7 @@ _POSITIVE = {'scen': ('batch_size', 'cls_hidden', 'eval_batch_size', 'checkpoint
 def _check_run(cfg: RunConfig):
     check_types(cfg)   # a wrong Python type fails here, before any folder exists, not mid-run
     check(cfg.method in METHODS, f"method {cfg.method!r} is unknown; expected one of {', '.join(METHODS)}")
+    check(cfg.precision in PRECISIONS, f"precision {cfg.precision!r} is unknown; expected one of {', '.join(PRECISIONS)}")
     for part, keys in _POSITIVE.items():
         for k in keys:
             v = getattr(getattr(cfg, part), k)
@@ -150,6 +154,8 @@ def make_config(preset: str = 'smoke', overrides: dict | None = None) -> RunConf
     cfg = apply_overrides(dataclasses.replace(cfg, scen=scen, eggn=eggn), top)
     cfg = dataclasses.replace(cfg, scen=dataclasses.replace(cfg.scen, seed=cfg.seed),
                               eggn=dataclasses.replace(cfg.eggn, seed=cfg.seed))
+    if cfg.precision == 'bf16':   # the one switch: every stage of the run in bf16
+        cfg = dataclasses.replace(cfg, scen=dataclasses.replace(cfg.scen, bf16=True), eggn=dataclasses.replace(cfg.eggn, bf16=True))
     _check_run(cfg)
     return cfg
 
@@ -173,7 +179,8 @@ def flat_diff(a: dict, b: dict) -> dict:
 SPEED_ONLY = {'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
 # Settings added after runs were cached, with the value every older run had: left out of a run's identity while at
 # that value, so older run caches stay valid; any other value is part of it.
-ADDED_LATER = {'eggn': {'bf16': False}}
+# Part '' holds the top-level settings.
+ADDED_LATER = {'': {'precision': 'fp32'}, 'scen': {'bf16': False}, 'eggn': {'bf16': False}}
 
 def run_hash(cfg: RunConfig) -> str:
     "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings (and `ADDED_LATER` ones at their old value)."
@@ -182,7 +189,8 @@ def run_hash(cfg: RunConfig) -> str:
         for k in keys: d[part].pop(k, None)
     for part, old in ADDED_LATER.items():
         for k, v in old.items():
-            if d[part].get(k) == v: d[part].pop(k)
+            where = d[part] if part else d
+            if where.get(k) == v: where.pop(k)
     return config_hash(d)
 
 def differs_from_paper(cfg: RunConfig) -> dict:

@@ -44,29 +44,31 @@ def extract_command(cfg: RunConfig) -> str:
     parts.append(f'--backbone {q(cfg.backbone)}')
     if cfg.image_size is not None and cfg.image_size != get_backbone(cfg.backbone).image_size: parts.append(f'--image-size {cfg.image_size}')
     if cfg.features_dir: parts.append(f'--features-dir {q(cfg.features_dir)}')
+    if cfg.precision != 'fp32': parts.append(f'--precision {cfg.precision}')
     return ' '.join(parts)
 
 def ensure_store(data: ZSLDataset, cfg: RunConfig, device='cpu',
                  verify: bool = False):  # read every chunk and extract damaged ones again (`scegg data extract`)
     "Open the feature store of `data` for `cfg.backbone`, extracting whatever is missing first."
     root = Path(cfg.features_dir) if cfg.features_dir else data_home()
-    path = store_dir(root, data.name.replace(':', '-'), cfg.backbone, cfg.image_size)
+    path = store_dir(root, data.name.replace(':', '-'), cfg.backbone, cfg.image_size, cfg.precision)
     fp = image_list_fingerprint(data.image_paths)
     if (path / 'manifest.json').exists() and open_store(path, require_complete=False).fingerprint != fp:
         # another image list under the same name (e.g. two synthetic presets): a folder of its own, nothing overwritten
         path = path.with_name(f'{path.name}-{fp[:8]}')
     if not verify:
-        try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)
+        try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size, precision=cfg.precision)
         except SceggError: pass
     with file_lock(path, 'feature store'):   # one extracting process per store
         if not verify:
-            try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size)   # finished while we waited
+            try: return open_store(path, data.image_paths, cfg.backbone, cfg.image_size, precision=cfg.precision)   # finished while we waited
             except SceggError: pass
         if (path / 'manifest.json').exists():
             s = open_store(path, require_complete=False)
             check(s.fingerprint == fp, f'feature store {path} was built for another image list; delete it or choose another features_dir')
         return extract_features(data.image_paths, path, cfg.backbone, cfg.image_size, device=device,
-                                batch_size=cfg.extract_batch_size, dataset_name=data.name, command=extract_command(cfg))
+                                batch_size=cfg.extract_batch_size, dataset_name=data.name, command=extract_command(cfg),
+                                amp=cfg.precision == 'bf16')
 
 # %% ../nbs/08_pipeline.ipynb #c007
 def _split_xy(x_of, data, name):

@@ -210,7 +210,7 @@ def test_fig6_caption_says_mean_once():
 
 def test_committed_sidecars_keep_settings_added_later_out_of_the_base():
     "No committed sidecar carries an ADDED_LATER setting at its old value: runs made before and after share one base."
-    older = {f'{p}.{k}': v for p, d in ADDED_LATER.items() for k, v in d.items()}
+    older = {f'{p}.{k}' if p else k: v for p, d in ADDED_LATER.items() for k, v in d.items()}
     for m in sorted((ROOT / 'outputs').glob('*/*.meta.json')):
         base = json.loads(m.read_text()).get('base_config', {})
         assert not [k for k, v in older.items() if k in base and base[k] == v], m

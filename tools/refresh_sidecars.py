@@ -5,7 +5,7 @@
 For folders whose runs are not at hand (the CUB-224 runs took 8 h), this rewrites only what derives from the
 sidecars themselves, as `scegg reproduce` would write it now from the same runs:
 - `base_config` / `base_config_hash` without the settings added later at the value older runs had
-  (`pipeline.ADDED_LATER`, e.g. `eggn.bf16: false`), as `reproduce.check_table_runs` returns it;
+  (`config.ADDED_LATER`, e.g. `eggn.bf16: false`), as `reproduce.check_table_runs` returns it;
 - captions that `reproduce.caption` makes whole (Table 2, Figs. 3-6: from the sidecar's notebook, data set, preset
   and seeds), in the sidecar and in the table's `.md` header;
 - the executed notebooks: the checkout's absolute path replaced by `outputs/<preset>` (`reproduce.normalise_notebook`)
@@ -22,7 +22,7 @@ from scegg.tables import caption
 from scegg.reproduce import write_manifest, write_report, normalise_notebook, _html, _not_committed
 
 WHOLE_CAPTIONS = ('table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
-OLDER = {f'{p}.{k}': v for p, d in ADDED_LATER.items() for k, v in d.items()}
+OLDER = {f'{p}.{k}' if p else k: v for p, d in ADDED_LATER.items() for k, v in d.items()}
 
 
 def refresh(folder: Path) -> list[str]:
