@@ -4,7 +4,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / 'scegg'
 _IMPORT = re.compile(r'^\s*(?:from\s+(?:\.|scegg\.)(\w+)\s+import|import\s+scegg\.(\w+))', re.M)
-KNOWN_CYCLES = {('cluster', 'reproduce')}   # part A of the redesign issue removes it; then this set is empty
+KNOWN_CYCLES = set()   # none: a new import circle fails this test
 
 
 def import_graph() -> dict:

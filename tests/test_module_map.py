@@ -27,7 +27,7 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_rooms():
     assert _imports('tables') <= {'core', 'config'}                      # pandas over results: no model, no run
     assert 'torch' not in (ROOT / 'scegg' / 'tables.py').read_text()
-    assert _imports('config') <= {'core', 'data', 'features', 'scen', 'eggn'}
+    assert _imports('config') <= {'core', 'data', 'datasets', 'features', 'scen', 'eggn'}
     assert _imports('runs') <= {'core', 'config', 'scen', 'eggn'}
     assert not _imports('pipeline') & {'tables', 'figures', 'experiment', 'reproduce', 'cluster'}
     assert 'reproduce' not in _imports('cluster')
