@@ -35,17 +35,9 @@ def cub_files(cub_root) -> dict:
             'trainclasses1.txt': [c/'trainclasses1.txt', c.parent/'xlsa17'/'data'/'CUB'/'trainclasses1.txt'],
             'valclasses1.txt': [c/'valclasses1.txt', c.parent/'xlsa17'/'data'/'CUB'/'valclasses1.txt']}
 
-# %% ../nbs/15_datasets.ipynb #c029
-def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_classes_file=None,
-                  holdout: float = 0.2, seed: int = 0,
-                  name: str | None = None,   # the data set's name (default CUB-mini): runs, stores and caveat use it
-                  word_vectors=None) -> ZSLDataset:   # a K x E file, or 'attributes': vectors from the attribute table (scegg.owndata); default CUB_attribute.pkl if found
-    "The real CUB subset of `mini_root` as a zero-shot benchmark (attributes and word vectors from `cub_root`)."
-    mini = Path(mini_root) if mini_root is not None else default_shared_data()/'CUB'/'mini_dev'
-    cub = Path(cub_root) if cub_root is not None else mini.parent
-    check(mini.is_dir(), f'{mini} is not a folder; expected the CUB-mini folder (classes.txt, images.txt, images/)')
-    F = cub_files(cub)
-    # CUB's 200 classes and their continuous attributes (classes.txt order)
+# %% ../nbs/15_datasets.ipynb #c029-1
+def _cub_class_attributes(F: dict) -> tuple:
+    "(CUB class names, their attributes (200 x K), the attribute file, attribute names, whether the names were missing)."
     cub_cls = [v for _, v in _id_lines(_find('CUB classes.txt (CUB-mini reads CUB classes and attributes; for classes of '
                                              'your own use the image-set data set)', *F['classes']), 'CUB classes.txt')]
     cont_p = _find('CUB class_attribute_labels_continuous.txt', *F['continuous'])
@@ -60,8 +52,11 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     unnamed = names is None
     if unnamed: names = [f'attr_{i:03d}' for i in range(K)]
     check(len(names) == K, f'CUB attributes.txt lists {len(names)} names; expected {K} (columns of {cont_p.name})')
-    cub_index = {_bare(n): i for i, n in enumerate(cub_cls)}
-    # the mini folder
+    return cub_cls, cont, cont_p, names, unnamed
+
+# %% ../nbs/15_datasets.ipynb #c029-4
+def _cub_mini_classes(mini: Path, F: dict, cub_index: dict, seen_classes_file=None, unseen_classes_file=None) -> tuple:
+    "({mini class id: name}, class names of the axis, {mini class id: axis id}, CUB rows of the axis, seen ids, unseen ids)."
     classes = _id_lines(mini/'classes.txt', 'classes.txt of CUB-mini')
     src_name = dict(classes)
     unknown = [n for _, n in classes if _bare(n) not in cub_index]
@@ -81,7 +76,11 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     seen = np.array([i for i, n in enumerate(class_names) if n in lists['seen']], dtype=np.int64)
     unseen = np.array([i for i, n in enumerate(class_names) if n in lists['unseen']], dtype=np.int64)
     check(len(seen) and len(unseen), f'{mini}: expected at least one seen and one unseen class, got {len(seen)} and {len(unseen)}')
-    # images
+    return src_name, class_names, axis, rows, seen, unseen
+
+# %% ../nbs/15_datasets.ipynb #c029-7
+def _cub_mini_images(mini: Path, src_name: dict, axis: dict) -> tuple:
+    "(image paths, labels on the class axis (-1: not on it), is-train flags, the mini folder's image ids)."
     imgs = _id_lines(mini/'images.txt', 'images.txt of CUB-mini', unique_values=True)
     lab = dict(_id_lines(mini/'image_class_labels.txt', 'image_class_labels.txt of CUB-mini'))
     tt = dict(_id_lines(mini/'train_test_split.txt', 'train_test_split.txt of CUB-mini'))
@@ -91,8 +90,13 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
         check(int(lab[iid]) in src_name, f'{mini/"image_class_labels.txt"}: image {iid} has class {lab[iid]}, not in classes.txt')
         paths.append(str(mini/'images'/rel)); labels.append(axis.get(int(lab[iid]), -1))
         is_train.append(tt[iid].strip() == '1'); src_ids.append(iid)
-    labels, is_train = np.array(labels, dtype=np.int64), np.array(is_train)
-    ids = np.arange(len(paths))
+    return paths, np.array(labels, dtype=np.int64), np.array(is_train), src_ids
+
+# %% ../nbs/15_datasets.ipynb #c029-10
+def _cub_mini_splits(labels: np.ndarray, is_train: np.ndarray, seen: np.ndarray, unseen: np.ndarray, rows: list,
+                     holdout: float, seed: int) -> tuple:
+    "(splits, validation-train class ids, validation-unseen class ids)."
+    ids = np.arange(len(labels))
     sel = lambda m: Split('', ids[m], labels[m])
     s_mask, u_mask = np.isin(labels, seen), np.isin(labels, unseen)
     splits = {k: dataclasses.replace(sel(m), name=k) for k, m in
@@ -101,6 +105,24 @@ def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_
     vu = np.sort(np.array([c for j, c in enumerate(order) if j % 3 == 2], dtype=np.int64))
     vt = np.setdiff1d(seen, vu)
     splits.update(make_validation_split(splits['trainval'].ids, splits['trainval'].labels, vt, vu, holdout, seed))
+    return splits, vt, vu
+
+# %% ../nbs/15_datasets.ipynb #c029-13
+def load_cub_mini(mini_root=None, cub_root=None, seen_classes_file=None, unseen_classes_file=None,
+                  holdout: float = 0.2, seed: int = 0,
+                  name: str | None = None,   # the data set's name (default CUB-mini): runs, stores and caveat use it
+                  word_vectors=None) -> ZSLDataset:   # a K x E file, or 'attributes': vectors from the attribute table (scegg.owndata); default CUB_attribute.pkl if found
+    "The real CUB subset of `mini_root` as a zero-shot benchmark (attributes and word vectors from `cub_root`)."
+    mini = Path(mini_root) if mini_root is not None else default_shared_data()/'CUB'/'mini_dev'
+    cub = Path(cub_root) if cub_root is not None else mini.parent
+    check(mini.is_dir(), f'{mini} is not a folder; expected the CUB-mini folder (classes.txt, images.txt, images/)')
+    F = cub_files(cub)
+    cub_cls, cont, cont_p, names, unnamed = _cub_class_attributes(F)   # CUB's 200 classes (classes.txt order)
+    cub_index = {_bare(n): i for i, n in enumerate(cub_cls)}
+    src_name, class_names, axis, rows, seen, unseen = _cub_mini_classes(mini, F, cub_index, seen_classes_file,
+                                                                        unseen_classes_file)
+    paths, labels, is_train, src_ids = _cub_mini_images(mini, src_name, axis)
+    splits, vt, vu = _cub_mini_splits(labels, is_train, seen, unseen, rows, holdout, seed)
     orig = cont[rows]   # word vectors: a file, or the fallback from the attribute table (scegg.owndata)
     wv, wv_p, wv_note = resolve_word_vectors(word_vectors, F['w2v'], orig, seen, names)
     check(name is None or (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9][\w.+-]*', name)),

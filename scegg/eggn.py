@@ -397,6 +397,57 @@ def _check_inputs(x, y, att, seen, unseen):
     check(bool(torch.isin(y, seen).all()), 'every EGGN training label must be a seen class')
 
 # %% ../nbs/07_eggn.ipynb #c028tr
+def _eggn_inputs(x, y, att, seen, unseen, cfg: EGGNConfig, dev: torch.device) -> tuple:
+    "(x, y, att, seen, unseen) as tensors: x, att float32 on `dev`; y, seen, unseen int64 on the CPU; checked."
+    x = torch.as_tensor(x).float().to(dev)
+    y_cpu = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long().cpu()
+    seen = torch.as_tensor(np.asarray(seen)).long().cpu(); unseen = torch.as_tensor(np.asarray(unseen)).long().cpu()
+    att = torch.as_tensor(att).float().to(dev)
+    check_eggn_config(cfg)
+    _check_inputs(x, y_cpu, att, seen, unseen)
+    return x, y_cpu, att, seen, unseen
+
+# %% ../nbs/07_eggn.ipynb #c028tm-3
+def _eggn_checkpoint(epoch: int, cfg: EGGNConfig, model: EGGN, opts: dict, lam: float, g: torch.Generator,
+                     gd: torch.Generator, history: list) -> dict:
+    "What `eggn_last.pt` holds when `epoch` epochs are done."
+    return dict(epoch=epoch, cfg=dataclasses.asdict(cfg), model=model.state_dict(),
+                opt={k: o.state_dict() for k, o in opts.items()}, lambda_gp=lam,
+                rng=dict(sampler=g.get_state(), noise=gd.get_state().cpu()), history=history)
+
+def _resume_eggn(ckpt: Path, cfg: EGGNConfig, model: EGGN, opts: dict, g: torch.Generator, gd: torch.Generator,
+                 dev: torch.device) -> tuple:
+    "Load `ckpt` into the model, the optimisers and both generators -> (lambda_gp, history, first epoch to run)."
+    try: st = torch.load(ckpt, map_location=dev, weights_only=False)
+    except Exception as e: raise SceggError(f'{ckpt} is not a readable EGGN checkpoint ({e}); delete it to start afresh') from e
+    diff = {k: v for k, v in config_diff(cfg, EGGNConfig(**st['cfg'])).items() if k not in _RESUME_FREE}
+    check(not diff, f'{ckpt} was written with other EGGN settings {diff}; use another checkpoint folder')
+    model.load_state_dict(st['model'])
+    for k, o in opts.items(): o.load_state_dict(st['opt'][k])
+    g.set_state(st['rng']['sampler']); gd.set_state(st['rng']['noise'].to(gd.device) if dev.type == 'cuda' else st['rng']['noise'])
+    return st['lambda_gp'], st['history'], st['epoch']
+
+# %% ../nbs/07_eggn.ipynb #c028tm-6
+def _eggn_epoch(model: EGGN, opts: dict, x, y, att, lam: float, cfg: EGGNConfig, sampler, gd: torch.Generator,
+                dev: torch.device, unseen=None,   # unseen class ids on `dev` when guided, else None
+                guide: Callable | None = None) -> tuple[float, dict]:
+    "One epoch of stage 3 -> (lambda_gp after it, its mean losses)."
+    steps = math.ceil(len(x) / cfg.batch_size)
+    sums = dict(loss_D=0., loss_G=0., wasserstein=0., m=0.); n_g = 0
+    for loop in (0, 1):
+        a1 = cfg.a1 if loop == 1 else 0.0    # a1 == 0: feedback skipped, F never steps
+        for _ in range(steps):
+            cd = [draw_critic(sampler, gd, model.latent, dev) for _ in range(cfg.critic_iters)]
+            gdr = draw_generator(sampler, gd, model.latent, dev, unseen, cfg.encoded_noise)
+            lam, crit, gen = stage3_iteration(model, opts, x, y, att, lam, cfg, cd, gdr, a1, guide)
+            sums['m'] += sum(float(c['gp_m']) for c in crit) / len(crit)
+            sums['loss_D'] += sum(float(c['d_cost']) for c in crit)
+            sums['wasserstein'] += sum(float(c['wasserstein']) for c in crit)
+            sums['loss_G'] += float(gen['total']); n_g += 1
+    return lam, dict(loss_D=sums['loss_D'] / (n_g * cfg.critic_iters), wasserstein=sums['wasserstein'] / (n_g * cfg.critic_iters),
+                     gp_m=sums['m'] / n_g, loss_G=sums['loss_G'] / n_g)
+
+# %% ../nbs/07_eggn.ipynb #c028tm-9
 def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and class ids (N,)
                att,             # class attributes (C, K), rows L2-normalised
                seen, unseen,    # class ids
@@ -409,12 +460,7 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
               ) -> EGGNResult:
     "Train EGGN (SPEC 4); returns the model and per-epoch history."
     dev = resolve_device(device)
-    x = torch.as_tensor(x).float().to(dev)
-    y_cpu = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long().cpu()
-    seen = torch.as_tensor(np.asarray(seen)).long().cpu(); unseen = torch.as_tensor(np.asarray(unseen)).long().cpu()
-    att = torch.as_tensor(att).float().to(dev)
-    check_eggn_config(cfg)
-    _check_inputs(x, y_cpu, att, seen, unseen)
+    x, y_cpu, att, seen, unseen = _eggn_inputs(x, y, att, seen, unseen, cfg, dev)
     y = y_cpu.to(dev)
     unseen_dev = unseen.to(dev)
     N, D = x.shape; K = att.shape[1]
@@ -426,49 +472,25 @@ def train_eggn(x, y,            # seen training features (N, D) in [0, 1] and cl
     lam, history, start = cfg.lambda_gp, [], 0
     ckpt = Path(checkpoint_dir) / _CKPT if checkpoint_dir is not None else None
     if resume and ckpt is not None and ckpt.exists():
-        try: st = torch.load(ckpt, map_location=dev, weights_only=False)
-        except Exception as e: raise SceggError(f'{ckpt} is not a readable EGGN checkpoint ({e}); delete it to start afresh') from e
-        diff = {k: v for k, v in config_diff(cfg, EGGNConfig(**st['cfg'])).items() if k not in _RESUME_FREE}
-        check(not diff, f'{ckpt} was written with other EGGN settings {diff}; use another checkpoint folder')
-        model.load_state_dict(st['model'])
-        for k, o in opts.items(): o.load_state_dict(st['opt'][k])
-        g.set_state(st['rng']['sampler']); gd.set_state(st['rng']['noise'].to(gd.device) if dev.type == 'cuda' else st['rng']['noise'])
-        lam, history, start = st['lambda_gp'], st['history'], st['epoch']
+        lam, history, start = _resume_eggn(ckpt, cfg, model, opts, g, gd, dev)
     use_guide = cfg.use_guidance and guide is not None and cfg.guide_seen + cfg.guide_unseen > 0
     guide_params = list(guide.parameters()) if isinstance(guide, nn.Module) else []
     guide_flags = [p.requires_grad for p in guide_params]
     for p in guide_params: p.requires_grad_(False)
-    steps = math.ceil(N / cfg.batch_size)
     heap = heap_reuse(cfg.keep_heap); heap.__enter__()
     try:
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter(); model.train()
-            sums = dict(loss_D=0., loss_G=0., wasserstein=0., m=0.); n_g = 0
-            for loop in (0, 1):
-                a1 = cfg.a1 if loop == 1 else 0.0    # a1 == 0: feedback skipped, F never steps
-                for _ in range(steps):
-                    cd = [draw_critic(sampler, gd, model.latent, dev) for _ in range(cfg.critic_iters)]
-                    gdr = draw_generator(sampler, gd, model.latent, dev, unseen_dev if use_guide else None,
-                                         cfg.encoded_noise)
-                    lam, crit, gen = stage3_iteration(model, opts, x, y, att, lam, cfg, cd, gdr, a1,
-                                                      guide if use_guide else None)
-                    sums['m'] += sum(float(c['gp_m']) for c in crit) / len(crit)
-                    sums['loss_D'] += sum(float(c['d_cost']) for c in crit)
-                    sums['wasserstein'] += sum(float(c['wasserstein']) for c in crit)
-                    sums['loss_G'] += float(gen['total']); n_g += 1
-            rec = dict(epoch=epoch, lambda_gp=lam, loss_D=sums['loss_D'] / (n_g * cfg.critic_iters),
-                       wasserstein=sums['wasserstein'] / (n_g * cfg.critic_iters), gp_m=sums['m'] / n_g,
-                       loss_G=sums['loss_G'] / n_g, seconds=time.perf_counter() - t0)
+            lam, means = _eggn_epoch(model, opts, x, y, att, lam, cfg, sampler, gd, dev,
+                                     unseen_dev if use_guide else None, guide if use_guide else None)
+            rec = dict(epoch=epoch, lambda_gp=lam, **means, seconds=time.perf_counter() - t0)
             if eval_fn is not None:
                 model.eval()
                 rec.update(eval_fn(model, epoch) or {})
                 model.train()
             history.append(rec)
             if ckpt is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
-                torch_save(dict(epoch=epoch + 1, cfg=dataclasses.asdict(cfg), model=model.state_dict(),
-                                opt={k: o.state_dict() for k, o in opts.items()}, lambda_gp=lam,
-                                rng=dict(sampler=g.get_state(), noise=gd.get_state().cpu()),
-                                history=history), ckpt)
+                torch_save(_eggn_checkpoint(epoch + 1, cfg, model, opts, lam, g, gd, history), ckpt)
             if on_epoch is not None: on_epoch(epoch, rec)
     finally:
         heap.__exit__(None, None, None)

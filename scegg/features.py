@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 from PIL import Image
+from fastcore.basics import patch
 
 from .core import SceggError, check, atomic_write, write_json, read_json, resolve_device, progress, heap_reuse
 
@@ -213,84 +214,97 @@ class FeatureStore:
     @property
     def complete(self) -> bool: return len(self.complete_chunks()) == self.n_chunks
 
-    def _fix(self) -> str:
-        "The command that re-extracts this store's missing or damaged chunks."
-        m = self.manifest
-        if m.get('command'): return f"run `{m['command']}` to re-extract it"   # as recorded by the extracting call
-        return (f"run `scegg data extract {m.get('dataset') or 'DATASET'} --backbone {self.backbone}"
-                f"{'' if self.image_size == get_backbone(self.backbone).image_size else f' --image-size {self.image_size}'}` "
-                "to re-extract it") if self.backbone in BACKBONES else 'extract it again'
+# %% ../nbs/04_features.ipynb #c023-5
+@patch
+def _fix(self: FeatureStore) -> str:
+    "The command that re-extracts this store's missing or damaged chunks."
+    m = self.manifest
+    if m.get('command'): return f"run `{m['command']}` to re-extract it"   # as recorded by the extracting call
+    return (f"run `scegg data extract {m.get('dataset') or 'DATASET'} --backbone {self.backbone}"
+            f"{'' if self.image_size == get_backbone(self.backbone).image_size else f' --image-size {self.image_size}'}` "
+            "to re-extract it") if self.backbone in BACKBONES else 'extract it again'
 
-    def _bad(self, c: int, what: str) -> SceggError:
-        r = self.chunk_rows(c)
-        return SceggError(f'feature store {self.path}: chunk {c} ({_chunk_name(c)}.npy, images {r.start}-{r.stop - 1}) '
-                          f'{what}; {self._fix()}')
+@patch
+def _bad(self: FeatureStore, c: int, what: str) -> SceggError:
+    r = self.chunk_rows(c)
+    return SceggError(f'feature store {self.path}: chunk {c} ({_chunk_name(c)}.npy, images {r.start}-{r.stop - 1}) '
+                      f'{what}; {self._fix()}')
 
-    def _open_chunk(self, c: int) -> np.ndarray:
-        "Chunk `c` memory-mapped after the cheap checks (marker, file, size, shape, dtype); SceggError naming it if not."
-        f = self.path / f'{_chunk_name(c)}.npy'
-        if not ((self.path / f'{_chunk_name(c)}.done').exists() and f.exists()): raise self._bad(c, 'is missing')
-        try: a = np.load(f, mmap_mode='r')
-        except (ValueError, OSError, EOFError) as e: raise self._bad(c, f'is truncated or unreadable ({type(e).__name__})') from None
-        want = (len(self.chunk_rows(c)), *self.shape)
-        if a.shape != want or a.dtype != np.float16: raise self._bad(c, f'holds {a.dtype} {a.shape}, expected float16 {want}')
-        return a
+@patch
+def _open_chunk(self: FeatureStore, c: int) -> np.ndarray:
+    "Chunk `c` memory-mapped after the cheap checks (marker, file, size, shape, dtype); SceggError naming it if not."
+    f = self.path / f'{_chunk_name(c)}.npy'
+    if not ((self.path / f'{_chunk_name(c)}.done').exists() and f.exists()): raise self._bad(c, 'is missing')
+    try: a = np.load(f, mmap_mode='r')
+    except (ValueError, OSError, EOFError) as e: raise self._bad(c, f'is truncated or unreadable ({type(e).__name__})') from None
+    want = (len(self.chunk_rows(c)), *self.shape)
+    if a.shape != want or a.dtype != np.float16: raise self._bad(c, f'holds {a.dtype} {a.shape}, expected float16 {want}')
+    return a
 
-    def _chunk(self, c: int) -> np.ndarray:
-        if c not in self._mmaps: self._mmaps[c] = self._open_chunk(c)
-        return self._mmaps[c]
+@patch
+def _chunk(self: FeatureStore, c: int) -> np.ndarray:
+    if c not in self._mmaps: self._mmaps[c] = self._open_chunk(c)
+    return self._mmaps[c]
 
-    def verify(self, chunks=None, checksum: bool = True) -> dict:
-        "{chunk: what is wrong} over the marked chunks (all when None): readable, shape, finite, checksum; {} when sound."
-        bad = {}
-        for c in (self.complete_chunks() if chunks is None else chunks):
-            try:
-                a = self._open_chunk(c)
-                if not np.isfinite(a).all(): raise self._bad(c, f'holds {int((~np.isfinite(a)).sum())} NaN or infinite values')
-                if checksum:
-                    try: want = read_json(self.path / f'{_chunk_name(c)}.done').get('sha256')
-                    except SceggError: want = None
-                    if want and _sha256(self.path / f'{_chunk_name(c)}.npy') != want: raise self._bad(c, 'does not match its checksum')
-            except SceggError as e: bad[c] = str(e)
-        self._mmaps.clear()
-        return bad
+@patch
+def verify(self: FeatureStore, chunks=None, checksum: bool = True) -> dict:
+    "{chunk: what is wrong} over the marked chunks (all when None): readable, shape, finite, checksum; {} when sound."
+    bad = {}
+    for c in (self.complete_chunks() if chunks is None else chunks):
+        try:
+            a = self._open_chunk(c)
+            if not np.isfinite(a).all(): raise self._bad(c, f'holds {int((~np.isfinite(a)).sum())} NaN or infinite values')
+            if checksum:
+                try: want = read_json(self.path / f'{_chunk_name(c)}.done').get('sha256')
+                except SceggError: want = None
+                if want and _sha256(self.path / f'{_chunk_name(c)}.npy') != want: raise self._bad(c, 'does not match its checksum')
+        except SceggError as e: bad[c] = str(e)
+    self._mmaps.clear()
+    return bad
 
-    def _ids(self, ids) -> np.ndarray:
-        ids = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids, dtype=np.int64).reshape(-1)
-        check(ids.size == 0 or (ids.min() >= 0 and ids.max() < self.n_images),
-              f'image ids must lie in [0, {self.n_images}) for feature store {self.path}; got {ids.min()}..{ids.max()}')
-        return ids
+# %% ../nbs/04_features.ipynb #c023-8
+@patch
+def _ids(self: FeatureStore, ids) -> np.ndarray:
+    ids = np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids, dtype=np.int64).reshape(-1)
+    check(ids.size == 0 or (ids.min() >= 0 and ids.max() < self.n_images),
+          f'image ids must lie in [0, {self.n_images}) for feature store {self.path}; got {ids.min()}..{ids.max()}')
+    return ids
 
-    def maps(self, ids) -> torch.Tensor:
-        "Maps of images `ids` as float32 (n, D, R), in the order given."
-        ids = self._ids(ids)
-        D, H, W = self.shape
-        out = np.empty((len(ids), D, H * W), np.float32)
-        chunk = ids // self.chunk_size
-        for c in np.unique(chunk):
-            pos = np.nonzero(chunk == c)[0]
-            rows = ids[pos] - c * self.chunk_size
-            order = np.argsort(rows, kind='stable')  # read the file front to back
-            out[pos[order]] = self._chunk(int(c))[rows[order]].reshape(len(pos), D, H * W)
-            if not np.isfinite(out[pos]).all(): raise self._bad(int(c), 'holds NaN or infinite values')
-        return torch.from_numpy(out)
+@patch
+def maps(self: FeatureStore, ids) -> torch.Tensor:
+    "Maps of images `ids` as float32 (n, D, R), in the order given."
+    ids = self._ids(ids)
+    D, H, W = self.shape
+    out = np.empty((len(ids), D, H * W), np.float32)
+    chunk = ids // self.chunk_size
+    for c in np.unique(chunk):
+        pos = np.nonzero(chunk == c)[0]
+        rows = ids[pos] - c * self.chunk_size
+        order = np.argsort(rows, kind='stable')  # read the file front to back
+        out[pos[order]] = self._chunk(int(c))[rows[order]].reshape(len(pos), D, H * W)
+        if not np.isfinite(out[pos]).all(): raise self._bad(int(c), 'holds NaN or infinite values')
+    return torch.from_numpy(out)
 
-    def iter_batches(self, ids=None, batch_size: int = 64) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        "Yield (batch ids, maps) over `ids` (all images when None), `batch_size` at a time."
-        ids = np.arange(self.n_images) if ids is None else self._ids(ids)
-        for i in range(0, len(ids), batch_size): yield ids[i:i + batch_size], self.maps(ids[i:i + batch_size])
+@patch
+def iter_batches(self: FeatureStore, ids=None, batch_size: int = 64) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    "Yield (batch ids, maps) over `ids` (all images when None), `batch_size` at a time."
+    ids = np.arange(self.n_images) if ids is None else self._ids(ids)
+    for i in range(0, len(ids), batch_size): yield ids[i:i + batch_size], self.maps(ids[i:i + batch_size])
 
-    def pooled(self, ids, batch_size: int = 256) -> torch.Tensor:
-        "Global-average-pooled features (n, D), computed batch by batch."
-        ids = self._ids(ids)
-        if len(ids) == 0: return torch.zeros(0, self.shape[0])
-        return torch.cat([m.mean(-1) for _, m in self.iter_batches(ids, batch_size)])
+@patch
+def pooled(self: FeatureStore, ids, batch_size: int = 256) -> torch.Tensor:
+    "Global-average-pooled features (n, D), computed batch by batch."
+    ids = self._ids(ids)
+    if len(ids) == 0: return torch.zeros(0, self.shape[0])
+    return torch.cat([m.mean(-1) for _, m in self.iter_batches(ids, batch_size)])
 
-    def refresh_manifest(self):
-        "Rewrite the manifest's list of complete chunks from the markers."
-        self.manifest = {**self.manifest, 'chunks': self.complete_chunks(), 'complete': self.complete,
-                         'updated': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
-        write_json(self.path / 'manifest.json', self.manifest)
+# %% ../nbs/04_features.ipynb #c023-11
+@patch
+def refresh_manifest(self: FeatureStore):
+    "Rewrite the manifest's list of complete chunks from the markers."
+    self.manifest = {**self.manifest, 'chunks': self.complete_chunks(), 'complete': self.complete,
+                     'updated': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+    write_json(self.path / 'manifest.json', self.manifest)
 
 # %% ../nbs/04_features.ipynb #c025
 def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | None = None,
@@ -392,7 +406,73 @@ def _plain_worker_errors():
         if m and 'DataLoader worker' in str(e): raise SceggError(m[1]) from None
         raise
 
-# %% ../nbs/04_features.ipynb #c034
+# %% ../nbs/04_features.ipynb #c034-1
+def _chunks_to_do(out_dir: Path, store: FeatureStore | None, n: int, chunk_size: int, ids, rank: int, world_size: int,
+                  verify: bool) -> tuple[list[int], dict]:
+    "(chunks this rank computes, {damaged chunk: what was wrong}) for a store of `n` images in `out_dir`."
+    mine = lambda c: c % world_size == rank
+    if out_dir.exists(): _clean_temps(out_dir, mine)
+    n_chunks = math.ceil(n / chunk_size)
+    wanted = range(n_chunks) if ids is None else sorted({int(i) // chunk_size for i in np.asarray(ids).reshape(-1)})
+    check(all(0 <= c < n_chunks for c in wanted), f'ids must lie in [0, {n})')
+    done = lambda c: (out_dir / f'{_chunk_name(c)}.done').exists() and (out_dir / f'{_chunk_name(c)}.npy').exists()
+    repaired = {}
+    if store is not None and verify:  # chunks marked done but damaged (truncated, NaN, another checksum) are redone
+        repaired = _drop_bad_chunks(store, [c for c in wanted if mine(c) and done(c)])
+        for c, why in repaired.items(): print(f'{why.split(";")[0]}: extracting it again', flush=True)
+    return [c for c in wanted if mine(c) and not done(c)], repaired
+
+# %% ../nbs/04_features.ipynb #c034-4
+def _frozen_net(spec: BackboneSpec, model: nn.Module | None, pretrained: bool, dev: torch.device,
+                channels_last: bool) -> nn.Module:
+    "The network that extracts: `model`, else the backbone `spec` builds, on `dev`, channels-last if asked."
+    net = model if model is not None else spec.build(pretrained)
+    net = net.to(dev)
+    if channels_last: net = net.to(memory_format=torch.channels_last)
+    return net
+
+def _image_loader(paths: list, rows: list, spec: BackboneSpec, batch_size: int, num_workers: int | None,
+                  dev: torch.device) -> torch.utils.data.DataLoader:
+    "Batches (images, decoding errors) of images `rows` of `paths`, in order."
+    if num_workers is None: num_workers = 1 if len(rows) > batch_size and (os.cpu_count() or 1) > 1 else 0
+    return torch.utils.data.DataLoader(ImageFiles(paths, rows, spec.transform()), batch_size=batch_size,
+                                       num_workers=num_workers, pin_memory=dev.type == 'cuda')
+
+# %% ../nbs/04_features.ipynb #c034-7
+def _maps_fp16(net: nn.Module, x: torch.Tensor, spec: BackboneSpec, dev: torch.device, channels_last: bool,
+               amp: bool) -> np.ndarray:
+    "The maps of the image batch `x` as fp16 (n, D, H, W) on the CPU."
+    x = x.to(dev, non_blocking=True)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        y = net(x)
+    check(tuple(y.shape[1:]) == spec.shape, f'{spec.name} produced maps {tuple(y.shape[1:])}, expected {spec.shape}')
+    return y.float().to(torch.float16).cpu().numpy()
+
+# %% ../nbs/04_features.ipynb #c034-10
+class _ChunkBuffer:
+    "The rows of chunks `todo` (of a store of `n` images), arriving in order, regrouped into whole chunks."
+    def __init__(self, todo: list[int], n: int, chunk_size: int, shape: tuple):
+        self.it, self.n, self.chunk_size, self.shape = iter(todo), n, chunk_size, shape
+        self._next()
+
+    def _next(self):
+        self.c = next(self.it, None)
+        if self.c is not None:
+            self.buf, self.fill = np.empty((min(self.chunk_size, self.n - self.c * self.chunk_size), *self.shape), np.float16), 0
+
+    def add(self, y: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        "Copy the rows `y` in; yield (chunk, its rows) for every chunk they complete."
+        k = 0
+        while k < len(y):
+            take = min(len(y) - k, len(self.buf) - self.fill)
+            self.buf[self.fill:self.fill + take] = y[k:k + take]
+            self.fill, k = self.fill + take, k + take
+            if self.fill == len(self.buf):
+                yield self.c, self.buf
+                self._next()
+
+# %% ../nbs/04_features.ipynb #c034-13
 def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'efficientnet_lite0', image_size: int | None = None,
                      device='cpu', batch_size: int = 32, chunk_size: int = 256,
                      num_workers: int | None = None, # image-decoding processes; None: 1 when there is more than one batch and > 1 CPU
@@ -419,31 +499,13 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                       **({'command': command} if command else {}))
     _prepare_store(out_dir, m, write_manifest=(rank == 0))
     store = FeatureStore(out_dir) if (out_dir / 'manifest.json').exists() else None
-    mine = lambda c: c % world_size == rank
-    if out_dir.exists(): _clean_temps(out_dir, mine)
-    n_chunks = math.ceil(n / chunk_size)
-    wanted = range(n_chunks) if ids is None else sorted({int(i) // chunk_size for i in np.asarray(ids).reshape(-1)})
-    check(all(0 <= c < n_chunks for c in wanted), f'ids must lie in [0, {n})')
-    done = lambda c: (out_dir / f'{_chunk_name(c)}.done').exists() and (out_dir / f'{_chunk_name(c)}.npy').exists()
-    repaired = {}
-    if store is not None and verify:  # chunks marked done but damaged (truncated, NaN, another checksum) are redone
-        repaired = _drop_bad_chunks(store, [c for c in wanted if mine(c) and done(c)])
-        for c, why in repaired.items(): print(f'{why.split(";")[0]}: extracting it again', flush=True)
-    todo = [c for c in wanted if mine(c) and not done(c)]
+    todo, repaired = _chunks_to_do(out_dir, store, n, chunk_size, ids, rank, world_size, verify)
     extracted = []
-    rows_of = lambda cs: [i for c in cs for i in range(c * chunk_size, min((c + 1) * chunk_size, n))]
     if todo:
-        net = model if model is not None else spec.build(pretrained)
-        net = net.to(dev)
         if channels_last is None: channels_last = dev.type == 'cpu'
-        if num_workers is None: num_workers = 1 if len(rows_of(todo)) > batch_size and (os.cpu_count() or 1) > 1 else 0
-        if channels_last: net = net.to(memory_format=torch.channels_last)
-        rows = rows_of(todo)
-        loader = torch.utils.data.DataLoader(ImageFiles(paths, rows, spec.transform()), batch_size=batch_size,
-                                             num_workers=num_workers, pin_memory=dev.type == 'cuda')
-        it = iter(todo)
-        c = next(it)
-        buf, fill = np.empty((min(chunk_size, n - c * chunk_size), *spec.shape), np.float16), 0
+        net = _frozen_net(spec, model, pretrained, dev, channels_last)
+        rows = [i for c in todo for i in range(c * chunk_size, min((c + 1) * chunk_size, n))]
+        loader, chunks = _image_loader(paths, rows, spec, batch_size, num_workers, dev), _ChunkBuffer(todo, n, chunk_size, spec.shape)
         bar = progress(total=len(rows), desc=f'{spec.name} features', unit='img')
         if world_size == 1: (out_dir / 'unreadable_images.txt').unlink(missing_ok=True)   # from an earlier failed call
         bad, bad_chunks, pos = [], set(), 0   # images that do not decode, and the chunks holding them (never written)
@@ -452,24 +514,11 @@ def extract_features(image_paths: Sequence[str], out_dir, backbone: str = 'effic
                 for j, e in enumerate(errs):
                     if e: bad.append((paths[rows[pos + j]], e)); bad_chunks.add(rows[pos + j] // chunk_size)
                 pos += len(errs)
-                x = x.to(dev, non_blocking=True)
-                if channels_last: x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    y = net(x)
-                check(tuple(y.shape[1:]) == spec.shape, f'{spec.name} produced maps {tuple(y.shape[1:])}, expected {spec.shape}')
-                y = y.float().to(torch.float16).cpu().numpy()
-                k = 0
-                while k < len(y):  # a batch may end one chunk and start the next
-                    take = min(len(y) - k, len(buf) - fill)
-                    buf[fill:fill + take] = y[k:k + take]
-                    fill, k = fill + take, k + take
-                    if fill == len(buf):
-                        if c not in bad_chunks:
-                            write_chunk(out_dir, c, buf)
-                            extracted.append(c)
-                            if world_size == 1: store.refresh_manifest()
-                        c = next(it, None)
-                        if c is not None: buf, fill = np.empty((min(chunk_size, n - c * chunk_size), *spec.shape), np.float16), 0
+                y = _maps_fp16(net, x, spec, dev, channels_last, amp)
+                for c, buf in chunks.add(y):
+                    if c in bad_chunks: continue
+                    write_chunk(out_dir, c, buf); extracted.append(c)
+                    if world_size == 1: store.refresh_manifest()
                 bar.update(len(y))
         if bad: _bad_images(out_dir, bad, rank, world_size)
     if not (out_dir / 'manifest.json').exists(): return None  # rank > 0 finished before rank 0 started

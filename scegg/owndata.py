@@ -180,6 +180,71 @@ def _check_name(name):
           f'data set name {name!r}: expected letters, digits, ".", "_", "+" or "-" (it names a folder)')
 
 # %% ../nbs/14_owndata.ipynb #c013b
+def _image_set_classes(root: Path, table: Path, classes: list, row: dict, have: set,
+                       seen_classes_file=None, unseen_classes_file=None) -> tuple:
+    "(class axis names, {name: axis id}, seen names, seen ids, unseen ids) of the image set at `root`."
+    up = _need(Path(unseen_classes_file) if unseen_classes_file is not None else root/'unseen.txt', 'the unseen class names, one a line')
+    unseen_n = _class_list(up, 'unseen classes', set(row), table.name)
+    sp = Path(seen_classes_file) if seen_classes_file is not None else root/'seen.txt'
+    if seen_classes_file is not None or sp.is_file(): seen_n = _class_list(sp, 'seen classes', set(row), table.name)
+    else: seen_n = [c for c in classes if c in have and c not in unseen_n]
+    both = sorted(set(seen_n) & set(unseen_n))
+    if both: raise SceggError(f'{sp.name} and {up.name} both list {both[0]!r}; expected disjoint seen and unseen classes')
+    axis_n = [c for c in classes if c in set(seen_n) | set(unseen_n)]    # the table's order
+    miss = [c for c in axis_n if c not in have]
+    if miss: raise SceggError(f'class {miss[0]!r} has no images in {root} ({len(miss)} such); expected images/{miss[0] if miss else ""}/...')
+    axis = {c: i for i, c in enumerate(axis_n)}
+    seen = np.array(sorted(axis[c] for c in seen_n), dtype=np.int64)
+    unseen = np.array(sorted(axis[c] for c in unseen_n), dtype=np.int64)
+    check(len(seen) >= 2 and len(unseen) >= 1, f'{root}: {len(seen)} seen and {len(unseen)} unseen classes; expected at least 2 seen and 1 unseen')
+    return axis_n, axis, seen_n, seen, unseen
+
+# %% ../nbs/14_owndata.ipynb #c013bm-3
+def _image_set_seen_split(root: Path, ids: np.ndarray, labels: np.ndarray, seen: np.ndarray, axis_n: list,
+                          is_train: np.ndarray | None, test_seen_share: float, seed: int) -> tuple:
+    "(trainval ids, test_seen ids) among the seen classes' images."
+    if is_train is not None:
+        s = np.isin(labels, seen)
+        tv, ts = ids[s & is_train], ids[s & ~is_train]
+        empty = [axis_n[c] for c in seen if not (labels[tv] == c).any()]
+        if empty: raise SceggError(f'{root/"train_test_split.txt"}: seen class {empty[0]!r} has no trainval image (flag 1); expected some')
+    else:
+        few = [axis_n[c] for c in seen if (labels == c).sum() < 2]
+        if few: raise SceggError(f'seen class {few[0]!r} has fewer than 2 images in {root}; expected at least 2 (trainval and test_seen)')
+        tv, ts = _holdout_per_class(ids, labels, seen, test_seen_share, np.random.default_rng(seed))
+    return tv, ts
+
+# %% ../nbs/14_owndata.ipynb #c013bm-6
+def _image_set_val_classes(root: Path, val_unseen_classes_file, table: Path, row: dict, axis: dict, seen_n: list,
+                           seen: np.ndarray, seed: int) -> tuple:
+    "(validation-train class ids, validation-unseen class ids)."
+    vp = Path(val_unseen_classes_file) if val_unseen_classes_file is not None else root/'val_unseen.txt'
+    if val_unseen_classes_file is not None or vp.is_file():
+        vu_n = _class_list(vp, 'validation-unseen classes', set(row), table.name)
+        bad = [c for c in vu_n if c not in seen_n]
+        if bad: raise SceggError(f'{vp} names {bad[0]!r}, which is not a seen class; expected validation-unseen classes among the seen ones')
+        vu = np.array(sorted(axis[c] for c in vu_n), dtype=np.int64)
+    else:
+        n = max(1, round(len(seen) / (2 if len(seen) < 30 else 3)))
+        vu = np.sort(np.random.default_rng(seed).permutation(seen)[:n])
+    vt = np.setdiff1d(seen, vu)
+    check(len(vt) >= 1 and len(vu) >= 1, f'{root}: the validation fold has {len(vt)} train and {len(vu)} unseen classes; expected at least one of each')
+    return vt, vu
+
+# %% ../nbs/14_owndata.ipynb #c013bm-9
+def _image_set_caveat(name: str, root: Path, axis_n: list, seen, unseen, att_names, table: Path, wv_note: str | None,
+                      vu) -> str:
+    "The caveat of an image set: what it is, then the notes that apply."
+    notes = [f'{name}: an image set of its own ({root}; {len(axis_n)} classes, {len(seen)} seen / {len(unseen)} unseen, '
+             f'K={len(att_names)} attributes from {table.name}); if the backbone\'s pre-training classes (ImageNet-1K for '
+             'the built-in backbones) include unseen classes, zero-shot numbers are optimistic.']
+    if wv_note: notes.append(wv_note)
+    if len(vu) < MIN_VAL_UNSEEN:
+        notes.append(f'validation view: {len(vu)} validation-unseen classes (< {MIN_VAL_UNSEEN}), too few to choose '
+                     'epochs, so the validation protocol reports the fixed schedule (the last GAN and classifier epoch).')
+    return ' '.join(notes)
+
+# %% ../nbs/14_owndata.ipynb #c013bm-12
 def load_image_set(root,                          # the image set's folder (images/<class>/..., attributes.csv, unseen.txt)
                    class_attributes=None,         # the class-attribute table (default root/attributes.csv, else root/att_splits.mat)
                    seen_classes_file=None,        # default root/seen.txt, else every other class with images
@@ -205,48 +270,16 @@ def load_image_set(root,                          # the image set's folder (imag
     # images
     if (root/'images.txt').is_file() and (root/'classes.txt').is_file(): paths, img_cls, is_train = _cub_layout(root)
     else: paths, img_cls, is_train = _class_folders(root/'images' if (root/'images').is_dir() else root)
-    have = set(img_cls)
     # classes
-    up = _need(Path(unseen_classes_file) if unseen_classes_file is not None else root/'unseen.txt', 'the unseen class names, one a line')
-    unseen_n = _class_list(up, 'unseen classes', set(row), table.name)
-    sp = Path(seen_classes_file) if seen_classes_file is not None else root/'seen.txt'
-    if seen_classes_file is not None or sp.is_file(): seen_n = _class_list(sp, 'seen classes', set(row), table.name)
-    else: seen_n = [c for c in classes if c in have and c not in unseen_n]
-    both = sorted(set(seen_n) & set(unseen_n))
-    if both: raise SceggError(f'{sp.name} and {up.name} both list {both[0]!r}; expected disjoint seen and unseen classes')
-    axis_n = [c for c in classes if c in set(seen_n) | set(unseen_n)]    # the table's order
-    miss = [c for c in axis_n if c not in have]
-    if miss: raise SceggError(f'class {miss[0]!r} has no images in {root} ({len(miss)} such); expected images/{miss[0] if miss else ""}/...')
-    axis = {c: i for i, c in enumerate(axis_n)}
-    seen = np.array(sorted(axis[c] for c in seen_n), dtype=np.int64)
-    unseen = np.array(sorted(axis[c] for c in unseen_n), dtype=np.int64)
-    check(len(seen) >= 2 and len(unseen) >= 1, f'{root}: {len(seen)} seen and {len(unseen)} unseen classes; expected at least 2 seen and 1 unseen')
+    axis_n, axis, seen_n, seen, unseen = _image_set_classes(root, table, classes, row, set(img_cls),
+                                                            seen_classes_file, unseen_classes_file)
     labels = np.array([axis.get(c, -1) for c in img_cls], dtype=np.int64)
     ids = np.arange(len(paths))
     # splits
-    if is_train is not None:
-        s = np.isin(labels, seen)
-        tv, ts = ids[s & is_train], ids[s & ~is_train]
-        empty = [axis_n[c] for c in seen if not (labels[tv] == c).any()]
-        if empty: raise SceggError(f'{root/"train_test_split.txt"}: seen class {empty[0]!r} has no trainval image (flag 1); expected some')
-    else:
-        few = [axis_n[c] for c in seen if (labels == c).sum() < 2]
-        if few: raise SceggError(f'seen class {few[0]!r} has fewer than 2 images in {root}; expected at least 2 (trainval and test_seen)')
-        tv, ts = _holdout_per_class(ids, labels, seen, test_seen_share, np.random.default_rng(seed))
+    tv, ts = _image_set_seen_split(root, ids, labels, seen, axis_n, is_train, test_seen_share, seed)
     mk = lambda k, x: Split(k, x, labels[x])
     splits = {'trainval': mk('trainval', tv), 'test_seen': mk('test_seen', ts), 'test_unseen': mk('test_unseen', ids[np.isin(labels, unseen)])}
-    # validation classes: a fold of the seen classes
-    vp = Path(val_unseen_classes_file) if val_unseen_classes_file is not None else root/'val_unseen.txt'
-    if val_unseen_classes_file is not None or vp.is_file():
-        vu_n = _class_list(vp, 'validation-unseen classes', set(row), table.name)
-        bad = [c for c in vu_n if c not in seen_n]
-        if bad: raise SceggError(f'{vp} names {bad[0]!r}, which is not a seen class; expected validation-unseen classes among the seen ones')
-        vu = np.array(sorted(axis[c] for c in vu_n), dtype=np.int64)
-    else:
-        n = max(1, round(len(seen) / (2 if len(seen) < 30 else 3)))
-        vu = np.sort(np.random.default_rng(seed).permutation(seen)[:n])
-    vt = np.setdiff1d(seen, vu)
-    check(len(vt) >= 1 and len(vu) >= 1, f'{root}: the validation fold has {len(vt)} train and {len(vu)} unseen classes; expected at least one of each')
+    vt, vu = _image_set_val_classes(root, val_unseen_classes_file, table, row, axis, seen_n, seen, seed)
     splits.update(make_validation_split(tv, labels[tv], vt, vu, holdout, seed))
     # attributes and word vectors
     orig = values[[row[c] for c in axis_n]]
@@ -254,14 +287,8 @@ def load_image_set(root,                          # the image set's folder (imag
     if zero: raise SceggError(f'{table}: class {zero[0]!r} has only zeros; expected at least one non-zero attribute value per class')
     wv_defaults = [root/f for f in ('word_vectors.csv', 'word_vectors.npy', 'word_vectors.pkl')]
     wv, wv_src, wv_note = resolve_word_vectors(word_vectors, wv_defaults, orig, seen, att_names)
-    notes = [f'{name}: an image set of its own ({root}; {len(axis_n)} classes, {len(seen)} seen / {len(unseen)} unseen, '
-             f'K={len(att_names)} attributes from {table.name}); if the backbone\'s pre-training classes (ImageNet-1K for '
-             'the built-in backbones) include unseen classes, zero-shot numbers are optimistic.']
-    if wv_note: notes.append(wv_note)
-    if len(vu) < MIN_VAL_UNSEEN:
-        notes.append(f'validation view: {len(vu)} validation-unseen classes (< {MIN_VAL_UNSEEN}), too few to choose '
-                     'epochs, so the validation protocol reports the fixed schedule (the last GAN and classifier epoch).')
     return ZSLDataset(name, axis_n, list(att_names), l2_rows(orig), orig.astype(np.float32), wv, seen, unseen, paths,
-                      labels, splits, vt, vu, root=str(root), release='image-set', caveat=' '.join(notes),
+                      labels, splits, vt, vu, root=str(root), release='image-set',
+                      caveat=_image_set_caveat(name, root, axis_n, seen, unseen, att_names, table, wv_note, vu),
                       extras={'class_attributes': str(table), 'word_vectors': wv_src,
                               'fixed_schedule': bool(len(vu) < MIN_VAL_UNSEEN)})

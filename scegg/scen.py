@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses, time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -392,7 +393,52 @@ def stage2_loss(scen: SCEN, x_scaled: torch.Tensor, local_logits: torch.Tensor, 
     if cfg.cls_g_loss == 'scr': return semantic_consistency_loss(out, local_logits)
     return L_GCE(out, y, seen)
 
-# %% ../nbs/05_scen.ipynb #c038
+# %% ../nbs/05_scen.ipynb #c038-1
+def _scen_checkpoint(stage: str, it: int, scen: SCEN, opt, gen_state: torch.Generator, device, history: dict,
+                     scaler: MinMaxScaler, cfg: SCENConfig) -> dict:
+    "What `scen.pt` holds at iteration `it` of `stage` ('stage1', 'stage2', or 'done')."
+    return {'stage': stage, 'iter': it, 'model': scen.state_dict(),
+            'opt': opt.state_dict() if opt is not None else None, 'sampler': gen_state.get_state(),
+            'rng': _rng_state(device), 'history': history, 'scaler': scaler.state_dict(),
+            'cfg': dataclasses.asdict(cfg)}
+
+def _resume_scen(path: Path, cfg: SCENConfig, scen: SCEN, gen_state: torch.Generator, device) -> dict:
+    "Load the checkpoint `path` into `scen`, the sampler's generator and the global generators -> the checkpoint."
+    try: ck = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as e: raise SceggError(f'{path} is not a readable SCEN checkpoint ({e})') from e
+    try: old = SCENConfig(**ck['cfg'])
+    except TypeError as e: raise SceggError(f'{path} was written by another version of scegg.scen ({e})') from e
+    diff = {k: v for k, v in config_diff(cfg, old).items() if k not in _RESUME_IGNORED}
+    check(not diff, f'{path} was written with different settings {diff}; remove it or use the same settings')
+    scen.load_state_dict(ck['model'])
+    gen_state.set_state(ck['sampler']); _set_rng_state(ck['rng'], device)
+    return ck
+
+# %% ../nbs/05_scen.ipynb #c038-4
+def _scen_step(step: Callable, pos: torch.Tensor, opt, device, bf16: bool) -> float:
+    "One optimiser step on the loss `step(pos)` of the sampled batch `pos` -> that loss."
+    with torch.autocast(device.type, torch.bfloat16, enabled=bf16): loss = step(pos)
+    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    return loss.item()
+
+def _run_stage(stage: str, n_iters: int, params: list, step: Callable, ck: dict | None, sampler, history: dict,
+               cfg: SCENConfig, device, log_every: int, callback: Callable | None, save: Callable):
+    "Train `params` for iterations [start, n_iters) of `stage` on `step`'s loss (start: the checkpoint's, else 0)."
+    start = 0
+    opt = _rmsprop(params, cfg)
+    if ck is not None and ck['stage'] == stage:
+        start = ck['iter']
+        if ck['opt'] is not None: opt.load_state_dict(ck['opt'])
+    t0 = time.perf_counter()
+    bar = progress(range(start, n_iters), desc=f'SCEN {stage}', total=n_iters, initial=start)
+    for it in bar:
+        v = _scen_step(step, sampler.sample(), opt, device, cfg.bf16); history[f'{stage}_loss'].append(v)
+        if (it + 1) % log_every == 0: bar.set_postfix(loss=f'{v:.4f}')
+        if callback is not None: callback(stage, it + 1, v)
+        if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < n_iters: save(stage, it + 1, opt)
+    history[f'{stage}_s'] += time.perf_counter() - t0
+
+# %% ../nbs/05_scen.ipynb #c038-7
 @heap_reuse()   # glibc keeps freed memory: 4.2M -> 0.2M page faults in 20 CUB-224 stage-1 steps (core)
 def fit_scen(data,                       # dataset with att, word_vectors, seen, unseen, splits (ZSLDataset fields)
              maps,                       # MapSource: maps(ids) -> (n, D, R)
@@ -415,39 +461,15 @@ def fit_scen(data,                       # dataset with att, word_vectors, seen,
     path = Path(checkpoint_dir) / 'scen.pt' if checkpoint_dir is not None else None
     ck = None
     if resume and path is not None and path.exists():
-        try: ck = torch.load(path, map_location='cpu', weights_only=False)
-        except Exception as e: raise SceggError(f'{path} is not a readable SCEN checkpoint ({e})') from e
-        try: old = SCENConfig(**ck['cfg'])
-        except TypeError as e: raise SceggError(f'{path} was written by another version of scegg.scen ({e})') from e
-        diff = {k: v for k, v in config_diff(cfg, old).items() if k not in _RESUME_IGNORED}
-        check(not diff, f'{path} was written with different settings {diff}; remove it or use the same settings')
-        scen.load_state_dict(ck['model']); history = ck['history']
-        gen_state.set_state(ck['sampler']); _set_rng_state(ck['rng'], device)
+        ck = _resume_scen(path, cfg, scen, gen_state, device)
+        history = ck['history']
 
     def save(stage, it, opt):
         if path is None: return
-        torch_save({'stage': stage, 'iter': it, 'model': scen.state_dict(),
-                    'opt': opt.state_dict() if opt is not None else None, 'sampler': gen_state.get_state(),
-                    'rng': _rng_state(device), 'history': history, 'scaler': scaler.state_dict(),
-                    'cfg': dataclasses.asdict(cfg)}, path)
+        torch_save(_scen_checkpoint(stage, it, scen, opt, gen_state, device, history, scaler, cfg), path)
 
     def run(stage, n_iters, params, step):
-        start = 0
-        opt = _rmsprop(params, cfg)
-        if ck is not None and ck['stage'] == stage:
-            start = ck['iter']
-            if ck['opt'] is not None: opt.load_state_dict(ck['opt'])
-        t0 = time.perf_counter()
-        bar = progress(range(start, n_iters), desc=f'SCEN {stage}', total=n_iters, initial=start)
-        for it in bar:
-            pos = sampler.sample()
-            with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16): loss = step(pos)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            v = loss.item(); history[f'{stage}_loss'].append(v)
-            if (it + 1) % log_every == 0: bar.set_postfix(loss=f'{v:.4f}')
-            if callback is not None: callback(stage, it + 1, v)
-            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < n_iters: save(stage, it + 1, opt)
-        history[f'{stage}_s'] += time.perf_counter() - t0
+        _run_stage(stage, n_iters, params, step, ck, sampler, history, cfg, device, log_every, callback, save)
 
     done = {'stage1': 0, 'stage2': 1, 'done': 2}[ck['stage']] if ck is not None else 0
 
