@@ -1,7 +1,7 @@
 """Today's stage-3 step, kept verbatim as the speed reference of `bench/stage3_speed.py`.
 
 Copied from `scegg/eggn.py` at commit 283e5bd (nbs/07_eggn.ipynb: `_optimisers`, `gradient_penalty`,
-`update_lambda`, `critic_step`, `generator_step`, `stage3_iteration`) before issue 13's optimisations. It runs on
+`update_lambda`, `critic_step`, `generator_step`, `stage3_iteration`) before the stage-3 speed work's optimisations. It runs on
 scegg's own modules (`scegg.eggn.EGGN`), whose forward passes are unchanged. Do not edit: it is the 'before'.
 """
 from typing import Callable

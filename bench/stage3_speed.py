@@ -1,6 +1,6 @@
 """Stage-3 generator iteration (5 critic steps + 1 generator step) at SUN sizes: today's step against scegg's.
 
-The reference is `bench/stage3_reference.py`, a verbatim copy of the step before issue 13 (autograd critic with a
+The reference is `bench/stage3_reference.py`, a verbatim copy of the step before the stage-3 speed work (autograd critic with a
 double backward, per-tensor Adam, glibc defaults). The variants run side by side in one process, interleaved
 (A B C D, A B C D, ...), from the same initial weights and on the same random draws:
 

@@ -22,7 +22,7 @@ def shared():
     return p
 
 
-# Shared by the user-facing tests (test_user_safety, test_issue29): the CLI run in this process, its one-line errors.
+# Shared by the user-facing tests (test_user_safety, test_clean_rebuilds): the CLI run in this process, its one-line errors.
 def cli(capsys, *argv):
     "Run `scegg ARGV` in this process: (exit code, stdout, stderr)."
     from scegg.cli import main

@@ -324,7 +324,7 @@ def test_check_dataset_reports_unreadable_and_missing_images(fx):
     assert len(problems) == 1 and 'res101.mat is missing' in problems[0]
 
 
-# ---------------------------------------------------------------- issue 14: images that only decoding finds; duplicated lines
+# ---------------------------------------------------------------- images that only decoding finds; duplicated lines
 def test_verify_images_decodes_and_lists_every_bad_image(fx):
     from PIL import Image
     root, P = fx

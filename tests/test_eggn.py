@@ -160,7 +160,7 @@ def test_guidance_weights_enter_the_generator_loss(a1):
     assert float(t1['guide_unseen']) > 0
 
 
-# ------------------------------------------------------------------ issue 13: the fast paths against the plain ones
+# ------------------------------------------------------------------ the fast paths against the plain ones
 import resource
 import torch.nn.functional as F
 from scegg import eggn as eggn_mod

@@ -92,7 +92,7 @@ def test_unreadable_image_in_worker_names_file(tmp_path):
     assert FeatureStore(tmp_path / 's').complete_chunks() == [0, 1]
 
 
-# ---------------------------------------------------------------- issue 14: damaged chunks are found, named and repaired
+# ---------------------------------------------------------------- damaged chunks are found, named and repaired
 def _store(tmp_path, n=5):
     paths = _images(tmp_path, n)
     out = tmp_path / 's'

@@ -1,4 +1,4 @@
-"""Bring your own data set (issue 25): a made-up scene set (6 classes, K=7 attributes of its own, generated images)
+"""Bring your own data set: a made-up scene set (6 classes, K=7 attributes of its own, generated images)
 through check, extract, train, reproduce and predict from the command line, at smoke size; and the loader's errors."""
 import json
 from pathlib import Path
