@@ -333,6 +333,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'scegg.features.open_store': ('features.html#open_store', 'scegg/features.py'),
                                 'scegg.features.register_backbone': ('features.html#register_backbone', 'scegg/features.py'),
                                 'scegg.features.store_dir': ('features.html#store_dir', 'scegg/features.py'),
+                                'scegg.features.store_precision': ('features.html#store_precision', 'scegg/features.py'),
                                 'scegg.features.write_chunk': ('features.html#write_chunk', 'scegg/features.py')},
             'scegg.figures': { 'scegg.figures._image': ('figures.html#_image', 'scegg/figures.py'),
                                'scegg.figures._key': ('figures.html#_key', 'scegg/figures.py'),

@@ -15,9 +15,9 @@ from .scen import _check_config as _check_scen
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'DEFAULT_PRESET', 'SPEED_ONLY', 'ADDED_LATER', 'ABLATIONS', 'PAPER_DATASETS',
-           'REPRO_PRESETS', 'RunConfig', 'make_config', 'flat_config', 'flat_diff', 'run_hash', 'differs_from_paper',
-           'repro_preset', 'seeds_for']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'DEFAULT_PRESET', 'SPEED_ONLY', 'ADDED_LATER', 'ADDED_LATER_FLAT',
+           'ABLATIONS', 'PAPER_DATASETS', 'REPRO_PRESETS', 'RunConfig', 'make_config', 'flat_config', 'flat_diff',
+           'run_hash', 'differs_from_paper', 'repro_preset', 'seeds_for']
 
 # %% ../nbs/07a_config.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -181,6 +181,8 @@ SPEED_ONLY = {'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
 # that value, so older run caches stay valid; any other value is part of it.
 # Part '' holds the top-level settings.
 ADDED_LATER = {'': {'precision': 'fp32'}, 'scen': {'bf16': False}, 'eggn': {'bf16': False}}
+# The same as flat keys ('precision', 'scen.bf16', ...), the way `flat_config` names settings.
+ADDED_LATER_FLAT = {f'{part}.{k}' if part else k: v for part, d in ADDED_LATER.items() for k, v in d.items()}
 
 def run_hash(cfg: RunConfig) -> str:
     "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings (and `ADDED_LATER` ones at their old value)."

@@ -18,8 +18,8 @@ from .core import SceggError, check, atomic_write, write_json, read_json, resolv
 
 # %% auto #0
 __all__ = ['BACKBONES', 'RESNET101_FILE', 'IMAGENET_BIRDS', 'STORE_FORMAT', 'PRECISIONS', 'BackboneSpec', 'register_backbone',
-           'get_backbone', 'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_dir', 'image_list_fingerprint',
-           'FeatureStore', 'open_store', 'write_chunk', 'ImageFiles', 'extract_features']
+           'get_backbone', 'imagenet_labels', 'imagenet_top5', 'SimpleCNN', 'store_precision', 'store_dir',
+           'image_list_fingerprint', 'FeatureStore', 'open_store', 'write_chunk', 'ImageFiles', 'extract_features']
 
 # %% ../nbs/04_features.ipynb #c006
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +158,10 @@ register_backbone(BackboneSpec('simple_cnn', 64, 64, 8, lambda pretrained, image
 STORE_FORMAT = 'scegg-features-1'
 
 PRECISIONS = ('fp32', 'bf16')   # how a store's maps (and a run) are computed: fp32, or products under bfloat16 autocast
+
+def store_precision(manifest: dict) -> str:
+    "How a store's maps were computed; stores made before it was recorded hold fp32 maps."
+    return manifest.get('precision', 'fp32')
 
 def store_dir(root, dataset_name: str, backbone: str, image_size: int | None = None,
               precision: str = 'fp32') -> Path:   # 'bf16': maps extracted under bfloat16 autocast, a store of their own
@@ -321,7 +325,7 @@ def open_store(path, image_paths: Sequence[str] | None = None, backbone: str | N
     if image_size is not None:
         check(int(image_size) == s.image_size, f'feature store {s.path} holds maps at {s.image_size}px, not {image_size}px')
     if precision is not None:
-        made = s.manifest.get('precision', 'fp32')
+        made = store_precision(s.manifest)
         check(made == precision, f'feature store {s.path} holds maps extracted in {made}, not {precision}')
     if require_complete:
         done = s.complete_chunks()
@@ -341,7 +345,7 @@ def _prepare_store(out_dir, manifest: dict, write_manifest: bool) -> FeatureStor
     mf = out_dir / 'manifest.json'
     if mf.exists():
         old = FeatureStore(out_dir).manifest
-        get = lambda m, k: m.get(k, 'fp32' if k == 'precision' else None)   # stores without 'precision' hold fp32 maps
+        get = lambda m, k: store_precision(m) if k == 'precision' else m.get(k)
         for k, what in (('backbone', 'backbone'), ('image_size', 'image size'), ('shape', 'map shape'),
                         ('n_images', 'number of images'), ('chunk_size', 'chunk size'), ('fingerprint', 'image list'),
                         ('weights', 'weights'), ('precision', 'precision')):

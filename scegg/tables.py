@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .core import SceggError, check, atomic_write, write_json
-from .config import SPEED_ONLY, ADDED_LATER, PAPER_DATASETS, flat_config
+from .config import SPEED_ONLY, ADDED_LATER_FLAT, PAPER_DATASETS, flat_config
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'PAPER_ABLATION', 'METRICS', 'LABELS', 'PROTOCOLS', 'PROTOCOL_LABELS', 'PAPER_NAME',
@@ -61,7 +61,7 @@ def check_table_runs(results_list: list, axes=()) -> dict:
     "The flat base configuration of `results_list`; SceggError if a run differs from it outside `axes`."
     check(len(results_list) > 0, 'a table needs at least one run; got none')
     allowed = _axis_keys(axes) | {f'{part}.{k}' for part, keys in SPEED_ONLY.items() for k in keys}
-    older = {f'{part}.{k}' if part else k: v for part, d in ADDED_LATER.items() for k, v in d.items()}   # what runs made before them had
+    older = ADDED_LATER_FLAT   # what runs made before them had
     flats = [{**older, **flat_config(r['config'])} for r in results_list]   # compared with older settings filled in
     base = flats[0]
     for r, f in zip(results_list, flats):

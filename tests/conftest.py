@@ -43,3 +43,14 @@ def data_home(tmp_path, monkeypatch):
     "A fresh SCEGG_DATA for one test."
     monkeypatch.setenv('SCEGG_DATA', str(tmp_path / 'data'))
     return tmp_path / 'data'
+
+
+def own_cub_set(base) -> dict:
+    "A CUB-mini-layout folder of 6 classes under `base` (4 seen, 2 unseen) with its class lists; attributes beside it."
+    from scegg.fixtures import make_cub_fixture, make_cub_subset
+    cub = make_cub_fixture(base / 'cub', n_classes=6, per_class=6, image_size=32)
+    names = [l.split()[1] for l in (cub / 'CUB_200_2011' / 'classes.txt').read_text().splitlines()]
+    mine = make_cub_subset(cub, base / 'mine', names, copy=True)
+    (base / 'seen.txt').write_text('\n'.join(names[:4]) + '\n')
+    (base / 'unseen.txt').write_text('\n'.join(names[4:]) + '\n')
+    return {'root': mine, 'cub': cub, 'seen': base / 'seen.txt', 'unseen': base / 'unseen.txt', 'names': names, 'base': base}

@@ -15,12 +15,11 @@ from scegg.config import ADDED_LATER
 from scegg.runs import read_events
 from scegg.tables import caption, metrics_of
 from scegg.datasets import load_dataset
-from scegg.fixtures import make_cub_fixture, make_cub_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-from conftest import cli, one_line_error   # and the data_home fixture
+from conftest import cli, one_line_error, own_cub_set   # and the data_home fixture
 
 
 @pytest.fixture(scope='module')
@@ -126,13 +125,7 @@ def test_nan_in_an_attributes_file_names_file_and_line(smoke, tmp_path, capsys):
 @pytest.fixture(scope='module')
 def own_set(tmp_path_factory):
     "A CUB-mini-layout folder of 6 classes; `sub` names it."
-    base = tmp_path_factory.mktemp('own29')
-    cub = make_cub_fixture(base / 'cub', n_classes=6, per_class=6, image_size=32)
-    names = [l.split()[1] for l in (cub / 'CUB_200_2011' / 'classes.txt').read_text().splitlines()]
-    mine = make_cub_subset(cub, base / 'mine', names, copy=True)
-    (base / 'seen.txt').write_text('\n'.join(names[:4]) + '\n')
-    (base / 'unseen.txt').write_text('\n'.join(names[4:]) + '\n')
-    return {'root': mine, 'cub': cub, 'seen': base / 'seen.txt', 'unseen': base / 'unseen.txt', 'names': names}
+    return own_cub_set(tmp_path_factory.mktemp('own29'))
 
 
 def _flags(s, root=None):

@@ -15,13 +15,12 @@ from scegg.core import config_hash
 import scegg.core
 from scegg.experiment import Experiment, NOTEBOOKS
 from scegg.datasets import DATASETS
-from scegg.fixtures import make_cub_fixture, make_cub_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-from conftest import cli, one_line_error   # and the data_home fixture
+from conftest import cli, one_line_error, own_cub_set   # and the data_home fixture
 
 
 @pytest.fixture(scope='module')
@@ -238,13 +237,7 @@ def test_data_options_is_a_real_setting():
 @pytest.fixture(scope='module')
 def own_set(tmp_path_factory):
     "A CUB-mini-layout folder of 6 classes with its own class lists; attributes in a separate folder."
-    base = tmp_path_factory.mktemp('own')
-    cub = make_cub_fixture(base / 'cub', n_classes=6, per_class=6, image_size=32)
-    names = [l.split()[1] for l in (cub / 'CUB_200_2011' / 'classes.txt').read_text().splitlines()]
-    mine = make_cub_subset(cub, base / 'mine', names, copy=True)
-    (base / 'seen.txt').write_text('\n'.join(names[:4]) + '\n')
-    (base / 'unseen.txt').write_text('\n'.join(names[4:]) + '\n')
-    return {'root': mine, 'cub': cub, 'seen': base / 'seen.txt', 'unseen': base / 'unseen.txt', 'base': base}
+    return own_cub_set(tmp_path_factory.mktemp('own'))
 
 
 def _own_flags(s):

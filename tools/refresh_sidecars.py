@@ -17,12 +17,11 @@ import json, re, sys
 from pathlib import Path
 
 from scegg.core import config_hash, read_json, write_json, atomic_write
-from scegg.config import ADDED_LATER
+from scegg.config import ADDED_LATER_FLAT as OLDER
 from scegg.tables import caption
 from scegg.reproduce import write_manifest, write_report, normalise_notebook, _html, _not_committed
 
 WHOLE_CAPTIONS = ('table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
-OLDER = {f'{p}.{k}' if p else k: v for p, d in ADDED_LATER.items() for k, v in d.items()}
 
 
 def refresh(folder: Path) -> list[str]:
