@@ -176,7 +176,7 @@ def flat_diff(a: dict, b: dict) -> dict:
 # %% ../nbs/07a_config.ipynb #c016
 # Settings that change how fast a run goes, not what it computes (equal within float rounding; tests compare both
 # paths): recorded in results.json, but not part of a run's identity, so a run cache stays valid when they change.
-SPEED_ONLY = {'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
+SPEED_ONLY = {'scen': ('fused_stage1',), 'eggn': ('fast_critic', 'fused_adam', 'keep_heap')}
 # Settings added after runs were cached, with the value every older run had: left out of a run's identity while at
 # that value, so older run caches stay valid; any other value is part of it.
 # Part '' holds the top-level settings.

@@ -46,6 +46,8 @@ class SCENConfig:
     eval_batch_size: int = 256    # images per forward pass when nothing is trained
     checkpoint_every: int = 500   # iterations between checkpoints
     seed: int = 56441
+    fused_stage1: bool = True     # stage 1 without forming H (B, K, D) (`_len_summary`): the same loss within float
+                                  # rounding, 4.4x faster on CUB-224 sizes; False: LEN then GEN as written (speed only)
     bf16: bool = False            # opt-in: stages 1-2 and every pass after them under bfloat16 autocast (fp32 weights,
                                   # optimiser state and losses); `RunConfig.precision='bf16'` sets it
 
@@ -363,7 +365,7 @@ def _set_rng_state(st, device):
     torch.set_rng_state(st['cpu'])
     if device.type == 'cuda' and 'cuda' in st: torch.cuda.set_rng_state(st['cuda'], device)
 
-_RESUME_IGNORED = {'checkpoint_every', 'eval_batch_size'}
+_RESUME_IGNORED = {'checkpoint_every', 'eval_batch_size', 'fused_stage1'}
 
 # %% ../nbs/05_scen.ipynb #c036
 def _init_training(data, maps, cfg: SCENConfig, device):
@@ -381,10 +383,17 @@ def _init_training(data, maps, cfg: SCENConfig, device):
 # %% ../nbs/05_scen.ipynb #c037
 def stage1_loss(scen: SCEN, F: torch.Tensor, y, seen, cfg: SCENConfig) -> torch.Tensor:
     "The stage-1 loss of one batch of maps F (B, D, R): lambda_LCE L_LCE(l) + lambda_GCE L_GCE(Linear(MLP(H)))."
-    o = scen.len_(F)
+    # fused: the same products regrouped so that H is never formed (`_len_summary`). Without L_LCE, W_emb must get no
+    # gradient at all (RMSprop's weight decay would move it), which only the literal path gives.
+    if cfg.fused_stage1 and cfg.use_lce:
+        x, logits, _, _ = _len_summary(scen, F, 'mlp' if cfg.use_gce else 'mean')
+        glob = scen.gen.classifier(x) if cfg.use_gce else None
+    else:
+        o = scen.len_(F)
+        logits, glob = o.logits, scen.gen(o.H) if cfg.use_gce else None
     loss = torch.zeros((), device=F.device)
-    if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(o.logits.float(), y, seen)   # losses in fp32 (also under bf16)
-    if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(scen.gen(o.H).float(), y, seen)
+    if cfg.use_lce: loss = loss + cfg.lambda_lce * L_LCE(logits.float(), y, seen)   # losses in fp32 (also under bf16)
+    if cfg.use_gce: loss = loss + cfg.lambda_gce * L_GCE(glob.float(), y, seen)
     return loss
 
 def stage2_loss(scen: SCEN, x_scaled: torch.Tensor, local_logits: torch.Tensor, y, seen, cfg: SCENConfig) -> torch.Tensor:

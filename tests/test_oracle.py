@@ -139,11 +139,13 @@ def test_forward_stage3_modules(fwd):
 
 
 # ---------------------------------------------------------------------------------------------- stage12_step.pt
-def test_stage1_step(fwd, step12):
+@pytest.mark.parametrize('fused', [True, False], ids=['fused', 'literal'])
+def test_stage1_step(fwd, step12, fused):
     s = scen_from(fwd)
     params = [*s.len_.parameters(), *s.gen.parameters()]
     opt = _rmsprop(params, SCENConfig())
-    loss = stage1_loss(s, fwd['F'].flatten(2), fwd['labels'], fwd['seen'], SCENConfig())   # what fit_scen steps on
+    cfg = SCENConfig(fused_stage1=fused)   # fused: the default, H never formed; literal: LEN then GEN as released
+    loss = stage1_loss(s, fwd['F'].flatten(2), fwd['labels'], fwd['seen'], cfg)   # what fit_scen steps on
     _close(loss, step12['stage1_loss'], 1e-4, what='stage1_loss')
     opt.zero_grad(); loss.backward()
     ours = dict(s.named_parameters())
