@@ -180,7 +180,7 @@ SPEED_ONLY = {'scen': ('fused_stage1',), 'eggn': ('fast_critic', 'fused_adam', '
 # Settings added after runs were cached, with the value every older run had: left out of a run's identity while at
 # that value, so older run caches stay valid; any other value is part of it.
 # Part '' holds the top-level settings.
-ADDED_LATER = {'': {'precision': 'fp32'}, 'scen': {'bf16': False}, 'eggn': {'bf16': False}}
+ADDED_LATER = {'': {'precision': 'fp32'}, 'scen': {'bf16': False, 'fused_stage1': False}, 'eggn': {'bf16': False}}
 # The same as flat keys ('precision', 'scen.bf16', ...), the way `flat_config` names settings.
 ADDED_LATER_FLAT = {f'{part}.{k}' if part else k: v for part, d in ADDED_LATER.items() for k, v in d.items()}
 
