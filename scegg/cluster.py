@@ -9,13 +9,13 @@ from pathlib import Path
 
 from .core import SceggError, check, LockBusy, write_json, read_json
 from .config import RunConfig, make_config, run_hash, ABLATIONS
-from .runs import finished_results, run_dir
+from .runs import finished_results, run_dir, read_events
 from .pipeline import load_run_data, train
 from .experiment import Experiment, NOTEBOOKS, Interrupted
 
 # %% auto #0
 __all__ = ['LIVE', 'EXECUTORS', 'notebook_runs', 'PlannedRun', 'plan_runs', 'missing_runs', 'run_job', 'SlurmOptions',
-           'slurm_minutes', 'sbatch_flags', 'slurm_states', 'train_slurm', 'train_runs']
+           'slurm_minutes', 'sbatch_flags', 'slurm_states', 'train_slurm', 'job_line', 'train_runs']
 
 # %% ../nbs/13_cluster.ipynb #c006
 def notebook_runs(ex: Experiment, notebook: str) -> list[tuple[str, dict]]:
@@ -226,18 +226,43 @@ def _in_process(todo, runs, device, say) -> list:
         run_job(p.cfg, runs, device)
     return failed
 
-def _in_pool(todo, runs, device, jobs, say) -> list:
+def job_line(runs, p, now: float | None = None) -> str | None:
+    "Where planned run `p` stands, from its run folder's events: '<label>: <view> <stage> for N s'; None before it starts."
+    ev = [e for e in read_events(run_dir(runs, p.cfg)) if 'stage' in e and 'time' in e]
+    if not ev: return None
+    e = ev[-1]
+    where = 'starting' if e['stage'] == 'run' else ' '.join(str(e[k]) for k in ('view', 'stage') if k in e)
+    if e.get('done'): where = 'finishing' if e['stage'] != 'run' else 'done'
+    return f"{p.label}: {where} for {(time.time() if now is None else now) - e['time']:.0f} s"
+
+def _oversubscribed(todo, jobs: int) -> str | None:
+    "A warning when `jobs` runs at once ask for more threads than this machine has cores, else None."
+    per = max((p.cfg.threads or (os.cpu_count() or 1)) for p in todo)
+    cores = os.cpu_count() or 1
+    if min(jobs, len(todo)) * per <= cores: return None
+    return (f'{min(jobs, len(todo))} jobs x {per} threads on {cores} cores: they will slow each other down; '
+            f'a preset with threads={max(1, cores // jobs)} fits (threads are part of a run\'s configuration)')
+
+def _in_pool(todo, runs, device, jobs, say,
+             status_every: float | None = None) -> list:   # seconds between status lines ($SCEGG_STATUS_EVERY, 60)
     import concurrent.futures as cf, multiprocessing as mp
+    status_every = float(os.environ.get('SCEGG_STATUS_EVERY', 60)) if status_every is None else status_every
     failed = []
+    if (w := _oversubscribed(todo, jobs)): say(f'note: {w}')
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context('spawn')) as pool:
         futs = {pool.submit(run_job, p.cfg, str(runs), str(device)): p for p in todo}
         for p in todo: say(f'queued: {p.label}')
-        for f in cf.as_completed(futs):
-            p = futs[f]
-            try: f.result(); say(f'finished: {p.label}')
-            except Exception as e:
-                failed.append({'run': p.hash, 'label': p.label, 'state': 'FAILED', 'error': f'{type(e).__name__}: {e}'})
-                say(f'FAILED: {p.label}: {type(e).__name__}: {e}')
+        pending, n_done = set(futs), 0
+        while pending:
+            done, pending = cf.wait(pending, timeout=status_every, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                p = futs[f]; n_done += 1
+                try: f.result(); say(f'finished ({n_done}/{len(todo)}): {p.label}')
+                except Exception as e:
+                    failed.append({'run': p.hash, 'label': p.label, 'state': 'FAILED', 'error': f'{type(e).__name__}: {e}'})
+                    say(f'FAILED: {p.label}: {type(e).__name__}: {e}')
+            lines = [l for f in pending if (l := job_line(runs, futs[f])) is not None]
+            if lines and not done: say(f'running ({n_done}/{len(todo)} finished): ' + '; '.join(sorted(lines)))
     return failed
 
 def train_runs(plan: list, runs, executor: str = 'local', device='cpu', jobs: int = 1,
