@@ -8,16 +8,17 @@ import dataclasses, json
 from dataclasses import dataclass, field
 
 from .core import SceggError, check, apply_overrides, check_types, config_hash
-from .datasets import canonical_dataset, loader_options
+from .datasets import canonical_dataset, loader_options, loader_defaults
 from .features import get_backbone, PRECISIONS
 from .scen import SCENConfig
 from .scen import _check_config as _check_scen
 from .eggn import EGGNConfig, EGGN_PRESETS_PAPER
 
 # %% auto #0
-__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'DEFAULT_PRESET', 'SPEED_ONLY', 'ADDED_LATER', 'ADDED_LATER_FLAT',
-           'ABLATIONS', 'PAPER_DATASETS', 'REPRO_PRESETS', 'RunConfig', 'make_config', 'flat_config', 'flat_diff',
-           'run_hash', 'differs_from_paper', 'repro_preset', 'seeds_for']
+__all__ = ['METHODS', 'PRESETS', 'PAPER_REFERENCE', 'DEFAULT_PRESET', 'DATA_DEFAULTS', 'SPEED_ONLY', 'ADDED_LATER',
+           'ADDED_LATER_FLAT', 'ABLATIONS', 'PAPER_DATASETS', 'REPRO_PRESETS', 'RunConfig', 'make_config',
+           'flat_config', 'flat_diff', 'effective_data_options', 'identity_data_options', 'run_hash',
+           'differs_from_paper', 'repro_preset', 'seeds_for']
 
 # %% ../nbs/07a_config.ipynb #c005
 METHODS = ('sc-egg', 'tf-vaegan')
@@ -173,6 +174,32 @@ def flat_diff(a: dict, b: dict) -> dict:
     fa, fb = flat_config(a), flat_config(b)
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
 
+# %% ../nbs/07a_config.ipynb #c050b
+# The split options of each data set's loader at the values every run made before this table used (frozen: a loader
+# whose default changes later gives new run hashes, see identity_data_options).
+DATA_DEFAULTS = {
+    'CUB':       {'holdout': 0.2, 'seed': 0},
+    'SUN':       {'holdout': 0.2, 'seed': 0},
+    'AWA2':      {'holdout': 0.2, 'seed': 0},
+    'AWA1':      {'holdout': 0.2, 'seed': 0},
+    'APY':       {'holdout': 0.2, 'seed': 0},
+    'CUB-mini':  {'holdout': 0.2, 'seed': 0},
+    'CUB-224':   {'test_seen_share': 0.2, 'split_seed': 0, 'holdout': 0.2, 'seed': 0},
+    'synthetic': {'holdout': 0.2, 'seed': 0, 'test_share': 0.2, 'val_unseen_share': 1 / 3},
+    'image-set': {'test_seen_share': 0.2, 'holdout': 0.2, 'seed': 0},
+}
+
+def effective_data_options(cfg: RunConfig) -> dict:
+    "The loader options `cfg` runs with: the loader's current defaults of the `DATA_DEFAULTS` options, overlaid by `cfg.data_options`."
+    frozen = DATA_DEFAULTS.get(canonical_dataset(cfg.dataset), {})
+    now = loader_defaults(cfg.dataset, cfg.data_options) if frozen else {}
+    return {**{k: now[k] for k in frozen if k in now}, **cfg.data_options}
+
+def identity_data_options(cfg: RunConfig) -> dict:
+    "The effective data options that name a run: all but the `DATA_DEFAULTS` options at their frozen value."
+    frozen = DATA_DEFAULTS.get(canonical_dataset(cfg.dataset), {})
+    return {k: v for k, v in effective_data_options(cfg).items() if not (k in frozen and v == frozen[k])}
+
 # %% ../nbs/07a_config.ipynb #c016
 # Settings that change how fast a run goes, not what it computes (equal within float rounding; tests compare both
 # paths): recorded in results.json, but not part of a run's identity, so a run cache stays valid when they change.
@@ -185,8 +212,9 @@ ADDED_LATER = {'': {'precision': 'fp32'}, 'scen': {'bf16': False, 'fused_stage1'
 ADDED_LATER_FLAT = {f'{part}.{k}' if part else k: v for part, d in ADDED_LATER.items() for k, v in d.items()}
 
 def run_hash(cfg: RunConfig) -> str:
-    "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings (and `ADDED_LATER` ones at their old value)."
+    "The identity of a run: the hash of its configuration without the `SPEED_ONLY` settings (and `ADDED_LATER` ones at their old value), with `identity_data_options`."
     d = dataclasses.asdict(cfg)
+    d['data_options'] = identity_data_options(cfg)
     for part, keys in SPEED_ONLY.items():
         for k in keys: d[part].pop(k, None)
     for part, old in ADDED_LATER.items():

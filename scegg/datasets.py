@@ -13,12 +13,13 @@ import numpy as np
 from .core import SceggError, check, progress
 from .data import (ZSLDataset, Split, l2_rows, read_lines, make_validation_split, load_xlsa17, _holdout_per_class,
                         _finite, default_shared_data, _find, _id_lines, _bare)
-from .synthetic import load_synthetic, SynthConfig
+from .synthetic import load_synthetic, SynthConfig, SYNTH_PRESETS
 from .owndata import load_image_set, resolve_word_vectors
 
 # %% auto #0
 __all__ = ['CUB_MINI_CAVEAT', 'CUB224_CAVEAT', 'DATASETS', 'DATA_FLAGS', 'cub_files', 'load_cub_mini', 'load_cub_224',
-           'image_problems', 'canonical_dataset', 'loader_options', 'load_dataset', 'empty_classes', 'check_dataset']
+           'image_problems', 'canonical_dataset', 'loader_options', 'loader_defaults', 'load_dataset', 'empty_classes',
+           'check_dataset']
 
 # %% ../nbs/15_datasets.ipynb #c028
 CUB_MINI_CAVEAT = ('CUB-mini: several of its classes are ImageNet-1K classes (goldfinch, pelican, blue jay, '
@@ -192,18 +193,31 @@ DATA_FLAGS = {'cub_root': '--cub-root', 'seen_classes_file': '--seen-classes', '
               'name': '--name', 'class_attributes': '--class-attributes', 'word_vectors': '--word-vectors',
               'attribute_names': '--attribute-names', 'val_unseen_classes_file': '--val-unseen-classes'}   # loader option -> `scegg` flag
 
-def loader_options(name: str) -> set:
-    "The options (keyword arguments) the loader of dataset `name` accepts, for checking `data_options` up front."
+def _loader_parameters(name: str) -> tuple:
+    "The keyword parameters (inspect.Parameter, after the data root) of the loader of dataset `name`, and its dataset."
     import inspect
     key = canonical_dataset(name)
     check(key is not None, f'unknown dataset {name!r}; expected one of {", ".join(DATASETS)}')
+    fn = {'synthetic': load_synthetic, 'image-set': load_image_set, 'CUB-mini': load_cub_mini,
+          'CUB-224': load_cub_224}.get(key, load_xlsa17)
+    ps = list(inspect.signature(fn).parameters.values())[1:]
+    return [p for p in ps if p.kind is not p.VAR_KEYWORD and p.name != 'dataset'], key
+
+def loader_options(name: str) -> set:
+    "The options (keyword arguments) the loader of dataset `name` accepts, for checking `data_options` up front."
+    ps, key = _loader_parameters(name)
+    extra = {f.name for f in dataclasses.fields(SynthConfig)} if key == 'synthetic' else set()
+    return {p.name for p in ps} | extra
+
+# %% ../nbs/15_datasets.ipynb #c038e
+def loader_defaults(name: str, options: dict | None = None) -> dict:
+    "{option: default} of the loader of dataset `name` as its signature gives them now (synthetic: plus the fields of its `preset`)."
+    ps, key = _loader_parameters(name)
+    out = {p.name: p.default for p in ps if p.default is not p.empty}
     if key == 'synthetic':
-        fn, extra = load_synthetic, {f.name for f in dataclasses.fields(SynthConfig)}
-    elif key == 'image-set':
-        fn, extra = load_image_set, set()
-    else: fn, extra = {'CUB-mini': load_cub_mini, 'CUB-224': load_cub_224}.get(key, load_xlsa17), set()
-    ps = inspect.signature(fn).parameters
-    return {k for k, p in list(ps.items())[1:] if p.kind is not p.VAR_KEYWORD} - {'dataset'} | extra
+        preset = (options or {}).get('preset', out.get('preset'))
+        if preset in SYNTH_PRESETS: out = {**dataclasses.asdict(SYNTH_PRESETS[preset]), **out}
+    return out
 
 # %% ../nbs/15_datasets.ipynb #c038b
 def load_dataset(dataset: str, root=None, **options) -> ZSLDataset:

@@ -18,7 +18,7 @@ from .features import extract_features, open_store, store_dir, get_backbone, ima
 from .scen import fit_scen, scen_pass, scen_zsl_eval, MinMaxScaler
 from .classify import eszsl_tuned, eszsl_eval, select_paper, select_by_validation, train_final_classifier, transform_in_batches
 from .eggn import train_eggn, evaluate_epoch, synthesize
-from .config import RunConfig, make_config, run_hash, differs_from_paper, _check_run
+from .config import RunConfig, make_config, run_hash, differs_from_paper, _check_run, effective_data_options
 from .runs import (RESULTS_FILE, VIEW_FILE, FINAL_CLASSIFIERS, log_event, read_events, scen_dir, read_run_config,
                         eggn_checkpoint, _check_out_folder, _prepare_out)
 
@@ -260,7 +260,7 @@ def _train(cfg: RunConfig, out: Path, dev, resume: bool, scen_cache, protocols) 
         t0 = time.perf_counter(); results['eszsl'] = run_eszsl(data, maps); walls['eszsl_s'] = time.perf_counter() - t0
     walls['total_s'] = time.perf_counter() - t_all
     results.update({'curves': {k: v['curves'] for k, v in curves.items()}, 'sizes': {k: v['sizes'] for k, v in curves.items()},
-                    'config': dataclasses.asdict(cfg), 'config_hash': run_hash(cfg),
+                    'config': dataclasses.asdict(cfg), 'data_options': effective_data_options(cfg), 'config_hash': run_hash(cfg),
                     'differs_from_paper': differs_from_paper(cfg), 'caveat': data.caveat, 'release': data.release,
                     'provenance': provenance(dev), 'wall_s': walls, 'threads_used': _threads_used(out)})
     write_json(out / RESULTS_FILE, results)

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import SceggError, check, write_json, read_json, config_hash, LOCK_NAME
 from .scen import SCENConfig
 from .eggn import EGGNConfig
-from .config import RunConfig, make_config, run_hash, flat_diff
+from .config import RunConfig, make_config, run_hash, flat_diff, effective_data_options, identity_data_options
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'RESULTS_FILE', 'EVENTS_FILE', 'VIEWS', 'VIEW_FILE', 'FINAL_CLASSIFIERS', 'SCEN_CHECKPOINT',
@@ -18,7 +18,7 @@ __all__ = ['CONFIG_FILE', 'RESULTS_FILE', 'EVENTS_FILE', 'VIEWS', 'VIEW_FILE', '
            'finished_results', 'log_event', 'read_events', 'run_dir', 'finished_run', 'finished_runs', 'scen_dir']
 
 # %% ../nbs/07b_runs.ipynb #c005
-CONFIG_FILE = 'config.json'            # {'config': the RunConfig as a dict, 'hash': its run_hash}; written first
+CONFIG_FILE = 'config.json'            # {'config': the RunConfig as a dict, 'hash': its run_hash, 'data_options': effective}; written first
 RESULTS_FILE = 'results.json'          # the finished run's metrics; written last
 EVENTS_FILE = 'events.jsonl'           # one JSON line per stage start, per process
 VIEWS = ('validation', 'test')         # one sub-folder per view of the data
@@ -129,7 +129,7 @@ def finished_results(out, cfg: RunConfig) -> dict | None:
 def _prepare_out(out: Path, cfg: RunConfig, force: bool, resume: bool) -> bool:
     "Create `out` (call under its lock); True when a results.json of this very configuration exists."
     h = run_hash(cfg)
-    conf = {'config': dataclasses.asdict(cfg), 'hash': h}
+    conf = {'config': dataclasses.asdict(cfg), 'hash': h, 'data_options': effective_data_options(cfg)}   # what the loader got
     cj, rj = out / CONFIG_FILE, out / RESULTS_FILE
     _check_out_folder(out)
     if force and out.exists(): _remove_run_files(out)
@@ -191,6 +191,6 @@ def finished_runs(runs) -> list[Path]:
 def scen_dir(cfg: RunConfig, view, view_out: Path, scen_cache=None) -> Path:   # view: a ZSLDataset
     "Where the SCEN of `view` is checkpointed: keyed by data, backbone and SCEN settings in a shared cache, else in the run."
     if not scen_cache: return Path(view_out) / 'scen'
-    key = config_hash({'data': [cfg.dataset, cfg.data_options, cfg.root, view.name], 'backbone': [cfg.backbone, cfg.image_size],
+    key = config_hash({'data': [cfg.dataset, identity_data_options(cfg), cfg.root, view.name], 'backbone': [cfg.backbone, cfg.image_size],
                        'scen': dataclasses.asdict(cfg.scen)})
     return Path(scen_cache) / key

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_tables.ipynb #c002
 from __future__ import annotations
-import math
+import json, math
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,10 @@ from .core import SceggError, check, atomic_write, write_json
 from .config import SPEED_ONLY, ADDED_LATER_FLAT, PAPER_DATASETS, flat_config
 
 # %% auto #0
-__all__ = ['PAPER_TABLE1', 'PAPER_ABLATION', 'METRICS', 'LABELS', 'PROTOCOLS', 'PROTOCOL_LABELS', 'PAPER_NAME',
+__all__ = ['PAPER_TABLE1', 'PAPER_ABLATION', 'METRICS', 'LABELS', 'PROTOCOLS', 'PROTOCOL_LABELS', 'PAPER_NAME', 'EVIDENCE_DIR',
            'paper_table1_frame', 'check_table_runs', 'metrics_of', 'mean_std', 'fmt', 'table1', 'paired_differences',
            'ablation_table', 'banner', 'caption', 'to_markdown', 'save_table', 'missing_text', 'bold_paragraph',
-           'sweep_frame', 'curve_frame']
+           'sweep_frame', 'curve_frame', 'read_evidence']
 
 # %% ../nbs/10_tables.ipynb #c005
 PAPER_TABLE1 = {  # method -> dataset -> (Acc, U, S, H)
@@ -315,3 +315,15 @@ def curve_frame(results: list,             # results.json dicts of one method, o
         for e, c in enumerate(r['curves'][view]):
             rows.append({'gan_epoch': e + 1, 'seed': r['seed'], **{LABELS[m]: 100.0 * c[m][clf_epoch] for m in METRICS}})
     return pd.DataFrame(rows)
+
+# %% ../nbs/10_tables.ipynb #c091
+EVIDENCE_DIR = 'evidence'   # out/<preset>/evidence/<run_hash>.json: one small committed file per run a reproduction read
+
+def read_evidence(out_dir) -> list[dict]:
+    "The evidence files of a reproduction's folder `out_dir` as results (results fields, `curves` per view, `flat_config`, `data_options`, `views`), by run hash."
+    out = []
+    for p in sorted((Path(out_dir) / EVIDENCE_DIR).glob('*.json')):
+        e = json.loads(p.read_text())
+        out.append({**e['results'], 'config_hash': e['run_hash'], 'flat_config': e['flat_config'], 'data_options': e['data_options'],
+                    'views': e['views'], 'curves': {v: d['curves'] for v, d in e['views'].items()}})
+    return out

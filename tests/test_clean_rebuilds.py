@@ -13,7 +13,7 @@ from scegg.core import SceggError, file_lock, LOCK_NAME
 from scegg import pipeline, reproduce
 from scegg.config import ADDED_LATER
 from scegg.runs import read_events
-from scegg.tables import caption, metrics_of
+from scegg.tables import caption, metrics_of, EVIDENCE_DIR
 from scegg.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,7 +229,7 @@ def test_executed_notebooks_hold_no_checkout_path():
 
 
 def test_committed_outputs_equal_a_rebuild_from_the_run_cache(tmp_path, monkeypatch):
-    "`make reproduce` (scegg reproduce --preset synthetic) from a full run cache gives every committed file of outputs/synthetic back."
+    "`make reproduce` (scegg reproduce --preset synthetic) from a full run cache gives every committed file of outputs/synthetic back, evidence/ included."
     runs = ROOT / 'outputs' / 'synthetic' / 'runs'
     if len(list(runs.glob('*/results.json'))) < 18:
         pytest.skip('outputs/synthetic/runs (the run cache, git-ignored) is not here: run `make reproduce` once')
@@ -239,6 +239,9 @@ def test_committed_outputs_equal_a_rebuild_from_the_run_cache(tmp_path, monkeypa
     monkeypatch.delenv('SCEGG_PROGRESS', raising=False)   # as `make reproduce` runs: progress lines are part of the executed notebooks
     r = reproduce.reproduce('synthetic', out='outputs', verbose=False)   # every run finished: nothing is trained
     assert r['ok'] and r['runs_trained'] == 0, r
+    committed = lambda f: ROOT / 'outputs' / 'synthetic' / f.relative_to(d)
     changed = [str(f.relative_to(d)) for f in sorted(d.rglob('*')) if f.is_file() and 'runs' not in f.relative_to(d).parts
-               and f.read_bytes() != (ROOT / 'outputs' / 'synthetic' / f.relative_to(d)).read_bytes()]
-    assert not changed, f'committed files differ from a rebuild: {changed}'
+               and (not committed(f).is_file() or f.read_bytes() != committed(f).read_bytes())]   # new files too (evidence/)
+    assert not changed, f'committed files differ from a rebuild (or are not committed): {changed}'
+    used = {h for m in d.glob('*.meta.json') for h in json.loads(m.read_text()).get('runs', [])}
+    assert {p.stem for p in (d / EVIDENCE_DIR).glob('*.json')} == used   # one committed evidence file per run used
