@@ -19,8 +19,9 @@ def test_bf16_switches_every_stage_and_is_part_of_the_identity():
     d = dataclasses.asdict(fp)
     d.pop('precision'); d['scen'].pop('bf16'); d['eggn'].pop('bf16')
     for k in ('fast_critic', 'fused_adam', 'keep_heap'): d['eggn'].pop(k)
+    d['scen'].pop('fused_stage1')                                  # speed only: never in a run's identity
     assert run_hash(fp) == config_hash(d)
-    assert ADDED_LATER[''] == {'precision': 'fp32'} and ADDED_LATER['scen'] == {'bf16': False}
+    assert ADDED_LATER[''] == {'precision': 'fp32'} and ADDED_LATER['scen'] == {'bf16': False, 'fused_stage1': False}
 
 
 def test_unknown_precision_is_refused_before_anything_is_written(tmp_path, capsys):
