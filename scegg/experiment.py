@@ -25,9 +25,11 @@ from .figures import (save_figure, untrained_scen, read_cub_parts, cub_pointing_
                            choose_classes, embedding_sets, space_metrics)
 
 # %% auto #0
-__all__ = ['NOTEBOOKS', 'WV_METRICS', 'Interrupted', 'cached_run', 'Experiment', 'table1_experiment', 'ablation_experiment',
-           'sweep_experiment', 'tsne_experiment', 'attention_experiment', 'curves_experiment', 'scen_alone_study',
-           'posthoc_variants', 'view_study', 'word_vector_pairs', 'word_vector_table', 'word_vector_cost']
+__all__ = ['NOTEBOOKS', 'FACTORS', 'FACTOR_METHODS', 'WV_METRICS', 'Interrupted', 'cached_run', 'Experiment', 'table1_experiment',
+           'ablation_experiment', 'sweep_experiment', 'tsne_experiment', 'attention_experiment', 'curves_experiment',
+           'scen_alone_study', 'posthoc_variants', 'view_study', 'factor_overrides', 'factor_run_dir', 'factor_study',
+           'factor_evidence', 'factor_table', 'plot_factors', 'write_factor_outputs', 'word_vector_pairs',
+           'word_vector_table', 'word_vector_cost']
 
 # %% ../nbs/10b_experiment.ipynb #c005
 NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
@@ -329,6 +331,119 @@ def view_study(out, view: str = 'validation', preset: str = 'cub-cpu', overrides
     v = data.validation_view() if view == 'validation' else data
     (out / view).mkdir(parents=True, exist_ok=True)
     return fit_view(v, maps, cfg, torch.device(device), out / view, scen_dir(cfg, v, out / view, scen_cache), resume=True)
+
+# %% ../nbs/10b_experiment.ipynb #c028f
+# One change at a time from `cub-cpu` toward the paper (issue 22): {factor: overrides of the cub-cpu preset}. The
+# reference row is the preset itself. Settings that only SCEN reads leave the baseline (TF-VAEGAN on pooled backbone
+# features) unchanged, so its run for such a factor is the reference baseline's (one run folder, by configuration hash).
+FACTORS = {
+    'cub-cpu (reference)': {},
+    'syn_num 300 (paper; preset 100)': {'eggn.syn_num': 300},
+    '25 classifier epochs (paper; preset 10)': {'eggn.classifier_epochs': 25},
+    'SCEN stage 1: 2,000 iterations (paper; preset 1,000)': {'scen.stage1_iters': 2000},
+    'EGGN width 4,096 (paper; preset 1,024), lr 3e-4': {'eggn.hidden': 4096, 'eggn.lr': 3e-4},
+    'lr 1e-4 (paper; preset 1e-3), 60 GAN epochs (paper 300; preset 20)': {'eggn.lr': 1e-4, 'eggn.epochs': 60},
+    '14 x 14 maps: 448 px input (paper; preset 224; the images are 224 px)': {'image_size': 448},
+}
+FACTOR_METHODS = ('sc-egg', 'tf-vaegan')
+_SCEN_ONLY = ('scen.',)   # override prefixes a tf-vaegan run never reads (it reads scen.minmax_guard only)
+
+def factor_overrides(factor: str, method: str, seed: int) -> dict:
+    "The overrides of the `cub-cpu` run of `factor`, `method` and `seed` (SCEN-only settings dropped for the baseline)."
+    check(factor in FACTORS, f"factor {factor!r} is unknown; expected one of: {'; '.join(FACTORS)}")
+    check(method in FACTOR_METHODS, f"method {method!r} is unknown; expected one of {', '.join(FACTOR_METHODS)}")
+    o = {k: v for k, v in FACTORS[factor].items()
+         if not (method == 'tf-vaegan' and k.startswith(_SCEN_ONLY) and k != 'scen.minmax_guard')}
+    return {**o, 'method': method, 'seed': seed}
+
+def factor_run_dir(out, factor: str, method: str, seed: int, preset: str = 'cub-cpu') -> Path:
+    "`out`/factors/<run hash>: one folder per distinct configuration (a baseline shared by several factors is trained once)."
+    return Path(out) / 'factors' / run_hash(make_config(preset, factor_overrides(factor, method, seed)))
+
+def _view_point(view: dict) -> dict:
+    "CZSL and H (%) at the last GAN epoch, each at its best classifier epoch, on the view's own splits (no epoch choice)."
+    last = view['curves'][-1]
+    return {'czsl_acc': 100 * max(last['czsl_acc']), 'H': 100 * max(last['H']), 'gan_epochs': len(view['curves'])}
+
+def factor_study(out='outputs/cub-cpu', factors=None, methods=FACTOR_METHODS, seeds=(3483,), preset: str = 'cub-cpu',
+                 device='cpu', verbose: bool = True) -> list[dict]:
+    "Train (or resume, or reuse) the validation view of every (factor, method, seed) in `out`/factors; -> their points."
+    done = []
+    for f in (factors or list(FACTORS)):
+        for m in methods:
+            for s in seeds:
+                d = factor_run_dir(out, f, m, s, preset)
+                t, o = time.time(), factor_overrides(f, m, s)
+                d.mkdir(parents=True, exist_ok=True)
+                if not (d / 'factor.json').exists(): write_json(d / 'factor.json', {'preset': preset, 'overrides': o})
+                v = read_json(d / 'validation' / VIEW_FILE) if (d / 'validation' / VIEW_FILE).exists() else \
+                    view_study(d, 'validation', preset, o, Path(out) / 'runs' / 'scen_cache', device)
+                p = {'factor': f, 'method': m, 'seed': s, 'run': d.name, **_view_point(v)}
+                done.append(p)
+                if verbose: print(f"{f} | {m} | seed {s}: CZSL {p['czsl_acc']:.1f}, H {p['H']:.1f} ({time.time() - t:.0f} s)", flush=True)
+    return done
+
+def factor_evidence(out='outputs/cub-cpu') -> dict:
+    "Every finished factor run under `out`/factors: its preset, overrides, factors, per-epoch validation curves and point."
+    runs = {}
+    for fj in sorted((Path(out) / 'factors').glob('*/factor.json')):
+        d = fj.parent
+        if not (d / 'validation' / VIEW_FILE).exists(): continue   # not finished
+        info, v = read_json(fj), read_json(d / 'validation' / VIEW_FILE)
+        o = info['overrides']
+        runs[d.name] = {'preset': info['preset'], 'overrides': o,
+                        'factors': [f for f in FACTORS if factor_overrides(f, o['method'], o['seed']) == o],
+                        'curves': [{k: c[k] for k in ('czsl_acc', 'U', 'S', 'H')} for c in v['curves']], **_view_point(v)}
+    return runs
+
+def factor_table(evidence: dict, seeds=None) -> pd.DataFrame:
+    "SC-EGG and the baseline per factor (validation view, last GAN epoch) and SC-EGG minus baseline, paired by seed."
+    from scipy import stats
+    by = {(f, r['overrides']['method'], r['overrides']['seed']): r for r in evidence.values() for f in r['factors']}
+    rows = {}
+    for f in FACTORS:
+        ss = sorted(s for (g, m, s) in by if g == f and m == 'sc-egg' and (f, 'tf-vaegan', s) in by and (seeds is None or s in seeds))
+        if not ss: continue
+        row = {'seeds': ' '.join(map(str, ss))}
+        for k, lab in (('czsl_acc', 'CZSL'), ('H', 'H')):
+            a = np.array([by[(f, 'sc-egg', s)][k] for s in ss]); b = np.array([by[(f, 'tf-vaegan', s)][k] for s in ss])
+            d = a - b
+            row[f'SC-EGG {lab}'], row[f'baseline {lab}'], row[f'diff {lab}'] = a.mean(), b.mean(), d.mean()
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else np.nan
+            row[f'diff {lab} ci95'] = f'[{d.mean() - half:.1f}, {d.mean() + half:.1f}]' if len(d) > 1 else 'one seed'
+        rows[f] = row
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+def plot_factors(df: pd.DataFrame):
+    "SC-EGG minus baseline per factor (CZSL and H, validation view), a bar each; the reference row first."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(df) + 1.5), sharey=True)
+    y = np.arange(len(df))[::-1]
+    for ax, lab in zip(axes, ('CZSL', 'H')):
+        ax.barh(y, df[f'diff {lab}'], color=['0.5'] + ['C0'] * (len(df) - 1))
+        ax.axvline(0, color='k', lw=0.8); ax.set_xlabel(f'SC-EGG - baseline, {lab} (points)')
+    axes[0].set_yticks(y, [i.split(' (')[0] for i in df.index])
+    fig.suptitle('One factor at a time toward the paper (cub-cpu, validation view, last GAN epoch)', fontsize=10)
+    fig.tight_layout()
+    return fig
+
+def write_factor_outputs(out='outputs/cub-cpu', command: str = 'python lab/factors.py --table-only') -> pd.DataFrame:
+    "factors_evidence.json (every finished factor run: overrides, curves, point), factors.{csv,md} and factors.{png,pdf} under `out`."
+    out = Path(out)
+    ev = factor_evidence(out)
+    check(ev, f'no finished factor run under {out / "factors"}: run `python lab/factors.py` first')
+    write_json(out / 'factors_evidence.json', {'what': 'validation-view curves of the factor study (cub-cpu, one change at a time)',
+                                               'command': command, 'runs': ev})
+    df = factor_table(ev)
+    meta = {'command': command, 'protocol': 'validation view (the validation split of the seen classes), last GAN epoch, '
+            'best classifier epoch; no test split is read', 'evidence': 'factors_evidence.json'}
+    header = ('Factor study: SC-EGG and the baseline with one setting of `cub-cpu` moved to the paper\'s value; validation view, '
+              'last GAN epoch, CZSL and H (%) each at its best classifier epoch; SC-EGG minus baseline, paired by seed.')
+    save_table(df.round(2), out, 'factors', meta, header)
+    import matplotlib.pyplot as plt
+    fig = plot_factors(df); save_figure(fig, out, 'factors', meta); plt.close(fig)
+    return df
+
 
 # %% ../nbs/10b_experiment.ipynb #c030
 WV_METRICS = [('validation', 'czsl_acc'), ('validation', 'H'), ('paper', 'czsl_acc'), ('paper', 'H'),
