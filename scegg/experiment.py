@@ -25,11 +25,11 @@ from .figures import (save_figure, untrained_scen, read_cub_parts, cub_pointing_
                            choose_classes, embedding_sets, space_metrics)
 
 # %% auto #0
-__all__ = ['NOTEBOOKS', 'FACTORS', 'FACTOR_METHODS', 'WV_METRICS', 'Interrupted', 'cached_run', 'Experiment', 'table1_experiment',
-           'ablation_experiment', 'sweep_experiment', 'tsne_experiment', 'attention_experiment', 'curves_experiment',
-           'scen_alone_study', 'posthoc_variants', 'view_study', 'factor_overrides', 'factor_run_dir', 'factor_study',
-           'factor_evidence', 'factor_table', 'plot_factors', 'write_factor_outputs', 'word_vector_pairs',
-           'word_vector_table', 'word_vector_cost']
+__all__ = ['NOTEBOOKS', 'FACTORS', 'FACTOR_METHODS', 'FACTOR_EVIDENCE', 'WV_METRICS', 'Interrupted', 'cached_run', 'Experiment',
+           'table1_experiment', 'ablation_experiment', 'sweep_experiment', 'tsne_experiment', 'attention_experiment',
+           'curves_experiment', 'scen_alone_study', 'posthoc_variants', 'view_study', 'factor_overrides',
+           'factor_run_dir', 'factor_study', 'factor_evidence', 'factor_table', 'plot_factors', 'write_factor_outputs',
+           'word_vector_pairs', 'word_vector_table', 'word_vector_cost']
 
 # %% ../nbs/10b_experiment.ipynb #c005
 NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
@@ -384,9 +384,19 @@ def factor_study(out='outputs/cub-cpu', factors=None, methods=FACTOR_METHODS, se
                 if verbose: print(f"{f} | {m} | seed {s}: CZSL {p['czsl_acc']:.1f}, H {p['H']:.1f} ({time.time() - t:.0f} s)", flush=True)
     return done
 
+FACTOR_EVIDENCE = 'factors_evidence.json'
+
 def factor_evidence(out='outputs/cub-cpu') -> dict:
-    "Every finished factor run under `out`/factors: its preset, overrides, factors, per-epoch validation curves and point."
+    """Every factor run of `out`: those recorded in `out`/factors_evidence.json (committed: a fresh clone rebuilds the table
+    from it) and every finished run under `out`/factors (git-ignored; a run there replaces its record): its preset,
+    overrides, factors, per-epoch validation curves and point. The point and the factors are recomputed, never read."""
     runs = {}
+    if (Path(out) / FACTOR_EVIDENCE).exists():
+        for h, r in read_json(Path(out) / FACTOR_EVIDENCE)['runs'].items():
+            o = r['overrides']
+            runs[h] = {'preset': r['preset'], 'overrides': o,
+                       'factors': [f for f in FACTORS if factor_overrides(f, o['method'], o['seed']) == o],
+                       'curves': r['curves'], **_view_point({'curves': r['curves']})}
     for fj in sorted((Path(out) / 'factors').glob('*/factor.json')):
         d = fj.parent
         if not (d / 'validation' / VIEW_FILE).exists(): continue   # not finished
@@ -432,12 +442,12 @@ def write_factor_outputs(out='outputs/cub-cpu', command: str = 'python lab/facto
     "factors_evidence.json (every finished factor run: overrides, curves, point), factors.{csv,md} and factors.{png,pdf} under `out`."
     out = Path(out)
     ev = factor_evidence(out)
-    check(ev, f'no finished factor run under {out / "factors"}: run `python lab/factors.py` first')
-    write_json(out / 'factors_evidence.json', {'what': 'validation-view curves of the factor study (cub-cpu, one change at a time)',
+    check(ev, f'no finished factor run under {out / "factors"} and no {out / FACTOR_EVIDENCE}: run `python lab/factors.py` first')
+    write_json(out / FACTOR_EVIDENCE, {'what': 'validation-view curves of the factor study (cub-cpu, one change at a time)',
                                                'command': command, 'runs': ev})
     df = factor_table(ev)
     meta = {'command': command, 'protocol': 'validation view (the validation split of the seen classes), last GAN epoch, '
-            'best classifier epoch; no test split is read', 'evidence': 'factors_evidence.json'}
+            'best classifier epoch; no test split is read', 'evidence': FACTOR_EVIDENCE}
     header = ('Factor study: SC-EGG and the baseline with one setting of `cub-cpu` moved to the paper\'s value; validation view, '
               'last GAN epoch, CZSL and H (%) each at its best classifier epoch; SC-EGG minus baseline, paired by seed.')
     save_table(df.round(2), out, 'factors', meta, header)

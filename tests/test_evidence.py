@@ -97,3 +97,21 @@ def test_git_keeps_evidence_files_and_ignores_the_run_cache():
     for preset in ('synthetic', 'cub-mini', 'cub-cpu'):
         assert not ignored(f'outputs/{preset}/{EVIDENCE_DIR}/0123456789abcdef.json')
         assert ignored(f'outputs/{preset}/runs/0123456789abcdef/results.json')
+
+
+def test_committed_factor_table_is_what_its_committed_evidence_gives(tmp_path):
+    "outputs/cub-cpu/factors.{csv,md} rebuild from factors_evidence.json alone (a fresh clone has no factor run folders)."
+    from scegg.experiment import write_factor_outputs, FACTOR_EVIDENCE
+    src = ROOT / 'outputs' / 'cub-cpu'
+    shutil.copy(src / FACTOR_EVIDENCE, tmp_path)
+    cmd = json.loads((src / 'factors.meta.json').read_text())['command']
+    df = write_factor_outputs(tmp_path, command=cmd)
+    assert len(df) >= 2 and df.index[0] == 'cub-cpu (reference)'
+    for f in ('factors.csv', 'factors.md', 'factors.meta.json', FACTOR_EVIDENCE):
+        assert (tmp_path / f).read_text() == (src / f).read_text(), f'{f} differs from what its evidence rebuilds'
+    # every point is its curve's last epoch, not a stored number: edit one curve and the table follows
+    ev = json.loads((tmp_path / FACTOR_EVIDENCE).read_text())
+    h = next(k for k, r in ev['runs'].items() if r['overrides'] == {'method': 'sc-egg', 'seed': 3483})
+    ev['runs'][h]['curves'][-1]['H'] = [0.0] * len(ev['runs'][h]['curves'][-1]['H'])
+    (tmp_path / FACTOR_EVIDENCE).write_text(json.dumps(ev))
+    assert write_factor_outputs(tmp_path, command=cmd).loc['cub-cpu (reference)', 'SC-EGG H'] == 0.0
