@@ -148,6 +148,13 @@ def f6best(view: str, method: str, seed: int, *metrics) -> list:
     df = f6(view); r = df[(df.method == method) & (df.seed == seed)]
     return [float(r[m].max()) for m in metrics]
 
+def fac(row: str, *cols) -> list:
+    "The factor study's cells (`factors.csv`: validation view, seed 3483 unless its seeds column says more) of the row starting with `row`."
+    df = _csv(CPU / 'factors.csv')
+    r = df[df.index.str.startswith(row)]
+    assert len(r) == 1, f'{len(r)} rows of factors.csv start with {row!r}'
+    return [float(r.iloc[0][c]) for c in cols]
+
 def f4(space: str, *cols) -> list: return [float(_csv(CPU / 'fig4_metrics_CUB-224.csv').loc[space, c]) for c in cols]
 
 NAMESPACE = {k: v for k, v in globals().items() if not k.startswith('_') and callable(v)} | {'CPU': CPU, 'MINI': MINI}
