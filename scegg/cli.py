@@ -285,7 +285,7 @@ def _add_reproduce_command(sub):
     r.add_argument('--seeds', type=int, nargs='+', default=None, help="Table 1 seeds (default: the preset's)")
     r.add_argument('--notebooks', nargs='+', default=None, metavar='NAME',
                    help='only these experiment notebooks (table1 table2_ablation fig3_attention fig4_tsne fig5_sensitivity '
-                        'fig6_curves; default: all); the others keep their outputs')
+                        'fig6_curves; default: all, or the list the preset names: cub-paper-cpu renders table1 fig6_curves); the others keep their outputs')
     r.add_argument('--out', default='outputs', help='tables, figures, executed notebooks and the run cache go to OUT/PRESET/')
     r.add_argument('--force', action='store_true', help='delete the run cache OUT/PRESET/runs first and train every run again')
     r.add_argument('--cached-only', action='store_true',

@@ -211,7 +211,7 @@ def train(cfg: RunConfig | str = 'smoke',      # a RunConfig or a preset name
           force: bool = False,                  # overwrite a run folder of another configuration
           scen_cache=None,                      # folder shared by runs that keep the same SCEN
           protocols=('validation', 'paper')) -> dict:
-    "Run SC-EGG (or the TF-VAEGAN baseline) end to end, write `out/results.json` and return it as a dict ({'protocols': {'validation': {'czsl_acc', 'U', 'S', 'H'}, 'paper': {...}}, 'config', 'seed', ...}, fractions); presets: 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2', 'own-smoke', 'own-small'."
+    "Run SC-EGG (or the TF-VAEGAN baseline) end to end, write `out/results.json` and return it as a dict ({'protocols': {'validation': {'czsl_acc', 'U', 'S', 'H'}, 'paper': {...}}, 'config', 'seed', ...}, fractions); presets: 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'cub-paper-cpu', 'paper-CUB', 'paper-SUN', 'paper-AWA2', 'own-smoke', 'own-small'."
     if isinstance(cfg, str): cfg = make_config(cfg, overrides)
     _check_run(cfg)
     dev = resolve_device(device)

@@ -148,7 +148,7 @@ def _check_arguments(preset, datasets, device, seeds, notebooks) -> tuple:
             ok = (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0) or (isinstance(s, str) and s.strip().isdigit())
             check(ok, f'seed {s!r} is not a non-negative integer')
             sd.append(int(s))
-    return spec, ds, sd, _notebook_paths(notebooks)
+    return spec, ds, sd, _notebook_paths(spec.get('notebooks') if notebooks is None else notebooks)   # a preset may name its own
 
 def _check_executor(executor, jobs, slurm):
     "Validate `reproduce`'s executor, jobs and Slurm options."
@@ -268,7 +268,7 @@ def _summarise(preset: str, out_dir: Path, cmd: str, report: dict, paths: list, 
 
 # %% ../nbs/10c_reproduce.ipynb #c021
 @_holding_out_lock
-def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, paper, own-small, own-smoke
+def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthetic, cub-mini, cub-cpu, cub-paper-cpu, paper, own-small, own-smoke
               datasets=None,                # data sets (None: the preset's)
               root=None,                    # data root of the paper's data sets
               device='cpu',
@@ -282,7 +282,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
               jobs: int = 1,                # runs at once with 'processes' (jobs > 1 with 'local' means 'processes')
               slurm=None,                   # scegg.cluster.SlurmOptions (or a dict of its fields): partition, GPUs, time, ...
               verbose: bool = True) -> dict:
-    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'paper', 'own-smoke' or 'own-small' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
+    "Run the experiment notebooks of preset 'smoke', 'synthetic', 'cub-mini', 'cub-cpu', 'cub-paper-cpu', 'paper', 'own-smoke' or 'own-small' with papermill -> {'ok', 'failed', 'notebooks', 'out', 'runs_total', 'runs_trained', 'wall_s', ...}; a failing notebook is reported, the others still run."
     spec, datasets, seeds, paths = _check_arguments(preset, datasets, device, seeds, notebooks)
     t0 = time.time()
     out_dir = Path(out) / preset
