@@ -402,7 +402,8 @@ def write_report(out_dir) -> Path:
     metas = [(p, read_json(p)) for p in out_dir.glob('*.meta.json') if not _not_committed(p.name, preset)]
     metas.sort(key=lambda pm: (_ORDER.get(pm[1].get('notebook'), 99), pm[0].name))
     link = lambda f, text=None: (f'<a href="{e(f)}">{e(text or f)}</a>' if (out_dir / f).exists() else '')
-    def nb_link(nb):
+    def nb_link(nb):   # the executed copy of a notebook that shows images is git-ignored: no link, here or in a clone
+        if _not_committed(nb, preset): return ''
         return ' / '.join(x for x in (link(f'notebooks/{nb}.html', f'{nb} (HTML)'), link(f'notebooks/{nb}.ipynb', f'{nb}.ipynb')) if x)
     datasets = ', '.join(REPRO_PRESETS.get(preset, {}).get('datasets', ())) or 'the data set'
     hidden = lambda nb: (f'not in the repository: it shows {e(datasets)} images, which are for non-commercial research use and '

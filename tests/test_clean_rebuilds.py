@@ -245,3 +245,14 @@ def test_committed_outputs_equal_a_rebuild_from_the_run_cache(tmp_path, monkeypa
     assert not changed, f'committed files differ from a rebuild (or are not committed): {changed}'
     used = {h for m in d.glob('*.meta.json') for h in json.loads(m.read_text()).get('runs', [])}
     assert {p.stem for p in (d / EVIDENCE_DIR).glob('*.json')} == used   # one committed evidence file per run used
+
+
+def test_report_links_no_git_ignored_notebook(tmp_path):
+    "index.html of cub-mini (whose Fig. 3 tables are committed but whose executed fig3 notebook is not): the same bytes "
+    "with or without that notebook, and no link to it."
+    d = _tracked(ROOT / 'outputs' / 'cub-mini', tmp_path / 'cub-mini')
+    assert (d / 'fig3_concentration_CUB-mini.meta.json').exists()   # a committed table whose notebook is git-ignored
+    a = reproduce.write_report(d).read_text()
+    (d / 'notebooks' / 'fig3_attention.html').write_text('x'); (d / 'notebooks' / 'fig3_attention.ipynb').write_text('{}')
+    assert reproduce.write_report(d).read_text() == a
+    assert 'notebooks/fig3_attention' not in a
