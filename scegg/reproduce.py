@@ -302,6 +302,7 @@ def reproduce(preset: str = 'synthetic',   # a REPRO_PRESETS name: smoke, synthe
                                        cmd, t0, verbose)
         if failed is not None: return failed
         if executor == 'slurm': params['device'] = _render_device(device)
+        else: planned = set()   # every run is in the cache now: render as a sequential rebuild does, to the same bytes
     try:
         for p in paths:
             if verbose: print(f'[scegg reproduce] {p.stem} ...', flush=True)

@@ -44,6 +44,16 @@ def test_jobs_pool_trains_then_renders_from_the_cache(tmp_path):
     # the same again: nothing left to train, nothing submitted
     r2 = reproduce('smoke', out=tmp_path, notebooks=['table1'], jobs=2, verbose=False)
     assert r2['ok'] and r2['runs_trained'] == 0
+    # a sequential rebuild from the same cache writes the same bytes, executed notebooks included (issue 29: the
+    # executed notebooks once recorded `cached_only = True` under --jobs and False without)
+    d = tmp_path / 'smoke'
+    files = lambda: {f.relative_to(d): f.read_bytes() for f in d.rglob('*') if f.is_file() and 'runs' not in f.parts}
+    pooled = files()
+    r3 = reproduce('smoke', out=tmp_path, notebooks=['table1'], verbose=False)
+    assert r3['ok'] and r3['runs_trained'] == 0
+    seq = files()
+    assert sorted(pooled) == sorted(seq)
+    assert [str(f) for f in pooled if pooled[f] != seq[f]] == []
 
 
 def test_bad_executor_settings_are_refused_before_anything_is_written(tmp_path):
