@@ -155,6 +155,27 @@ def fac(row: str, *cols) -> list:
     assert len(r) == 1, f'{len(r)} rows of factors.csv start with {row!r}'
     return [float(r.iloc[0][c]) for c in cols]
 
+@lru_cache(None)
+def _factor_evidence() -> dict:
+    "The committed factors_evidence.json as `scegg.experiment.factor_table` reads it (factors and points recomputed)."
+    from scegg.experiment import FACTORS, factor_overrides, _view_point
+    runs = json.loads(_read(CPU / 'factors_evidence.json').read_text())['runs']
+    return {h: {**r, 'factors': [f for f in FACTORS if factor_overrides(f, r['overrides']['method'], r['overrides']['seed']) == r['overrides']],
+                **_view_point({'curves': r['curves']})} for h, r in runs.items()}
+
+def facseed(row: str, seed: int, *cols) -> list:
+    "One seed's cells of the factor study (SC-EGG, baseline, diff), from the committed per-epoch curves."
+    from scegg.experiment import factor_table
+    df = factor_table(_factor_evidence(), seeds=[seed])
+    r = df[df.index.str.startswith(row)]
+    assert len(r) == 1, f'{len(r)} factor rows of seed {seed} start with {row!r}'
+    return [float(r.iloc[0][c]) for c in cols]
+
+def fac_ci(row: str, col: str) -> list:
+    "A factor row's 95 % interval cell ('[-5.0, 0.8]') as its two numbers."
+    df = _csv(CPU / 'factors.csv'); r = df[df.index.str.startswith(row)]
+    assert len(r) == 1; return [float(x) for x in str(r.iloc[0][col]).strip('[]').split(',')]
+
 def f4(space: str, *cols) -> list: return [float(_csv(CPU / 'fig4_metrics_CUB-224.csv').loc[space, c]) for c in cols]
 
 NAMESPACE = {k: v for k, v in globals().items() if not k.startswith('_') and callable(v)} | {'CPU': CPU, 'MINI': MINI}
