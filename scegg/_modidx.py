@@ -259,6 +259,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'scegg.experiment.Experiment.write_dir': ('experiment.html#experiment.write_dir', 'scegg/experiment.py'),
                                   'scegg.experiment.Interrupted': ('experiment.html#interrupted', 'scegg/experiment.py'),
                                   'scegg.experiment._concentration': ('experiment.html#_concentration', 'scegg/experiment.py'),
+                                  'scegg.experiment._factor_record': ('experiment.html#_factor_record', 'scegg/experiment.py'),
                                   'scegg.experiment._pointing': ('experiment.html#_pointing', 'scegg/experiment.py'),
                                   'scegg.experiment._view_point': ('experiment.html#_view_point', 'scegg/experiment.py'),
                                   'scegg.experiment._wv_metric': ('experiment.html#_wv_metric', 'scegg/experiment.py'),

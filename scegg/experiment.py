@@ -386,25 +386,25 @@ def factor_study(out='outputs/cub-cpu', factors=None, methods=FACTOR_METHODS, se
 
 FACTOR_EVIDENCE = 'factors_evidence.json'
 
-def factor_evidence(out='outputs/cub-cpu') -> dict:
+def _factor_record(preset: str, o: dict, curves: list) -> dict:
+    "One factor run's record: its factors and its point recomputed from its overrides and curves, never read."
+    curves = [{k: c[k] for k in ('czsl_acc', 'U', 'S', 'H')} for c in curves]
+    return {'preset': preset, 'overrides': o, 'factors': [f for f in FACTORS if factor_overrides(f, o['method'], o['seed']) == o],
+            'curves': curves, **_view_point({'curves': curves})}
+
+def factor_evidence(out='outputs/cub-cpu', run_folders: bool = True) -> dict:
     """Every factor run of `out`: those recorded in `out`/factors_evidence.json (committed: a fresh clone rebuilds the table
-    from it) and every finished run under `out`/factors (git-ignored; a run there replaces its record): its preset,
-    overrides, factors, per-epoch validation curves and point. The point and the factors are recomputed, never read."""
+    from it) and, with `run_folders`, every finished run under `out`/factors (git-ignored; a run there replaces its
+    record): its preset, overrides, factors, per-epoch validation curves and point."""
     runs = {}
     if (Path(out) / FACTOR_EVIDENCE).exists():
         for h, r in read_json(Path(out) / FACTOR_EVIDENCE)['runs'].items():
-            o = r['overrides']
-            runs[h] = {'preset': r['preset'], 'overrides': o,
-                       'factors': [f for f in FACTORS if factor_overrides(f, o['method'], o['seed']) == o],
-                       'curves': r['curves'], **_view_point({'curves': r['curves']})}
-    for fj in sorted((Path(out) / 'factors').glob('*/factor.json')):
+            runs[h] = _factor_record(r['preset'], r['overrides'], r['curves'])
+    for fj in sorted((Path(out) / 'factors').glob('*/factor.json')) if run_folders else ():
         d = fj.parent
         if not (d / 'validation' / VIEW_FILE).exists(): continue   # not finished
-        info, v = read_json(fj), read_json(d / 'validation' / VIEW_FILE)
-        o = info['overrides']
-        runs[d.name] = {'preset': info['preset'], 'overrides': o,
-                        'factors': [f for f in FACTORS if factor_overrides(f, o['method'], o['seed']) == o],
-                        'curves': [{k: c[k] for k in ('czsl_acc', 'U', 'S', 'H')} for c in v['curves']], **_view_point(v)}
+        info = read_json(fj)
+        runs[d.name] = _factor_record(info['preset'], info['overrides'], read_json(d / 'validation' / VIEW_FILE)['curves'])
     return runs
 
 def factor_table(evidence: dict, seeds=None) -> pd.DataFrame:

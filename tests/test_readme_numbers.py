@@ -148,33 +148,32 @@ def f6best(view: str, method: str, seed: int, *metrics) -> list:
     df = f6(view); r = df[(df.method == method) & (df.seed == seed)]
     return [float(r[m].max()) for m in metrics]
 
+def _factor_row(df: pd.DataFrame, row: str, what: str = 'factors.csv') -> pd.Series:
+    r = df[df.index.str.startswith(row)]
+    assert len(r) == 1, f'{len(r)} rows of {what} start with {row!r}'
+    return r.iloc[0]
+
 def fac(row: str, *cols) -> list:
     "The factor study's cells (`factors.csv`: validation view, seed 3483 unless its seeds column says more) of the row starting with `row`."
-    df = _csv(CPU / 'factors.csv')
-    r = df[df.index.str.startswith(row)]
-    assert len(r) == 1, f'{len(r)} rows of factors.csv start with {row!r}'
-    return [float(r.iloc[0][c]) for c in cols]
+    r = _factor_row(_csv(CPU / 'factors.csv'), row)
+    return [float(r[c]) for c in cols]
+
+def fac_ci(row: str, col: str) -> list:
+    "A factor row's 95 % interval cell ('[-5.0, 0.8]') as its two numbers."
+    return [float(x) for x in str(_factor_row(_csv(CPU / 'factors.csv'), row)[col]).strip('[]').split(',')]
 
 @lru_cache(None)
 def _factor_evidence() -> dict:
-    "The committed factors_evidence.json as `scegg.experiment.factor_table` reads it (factors and points recomputed)."
-    from scegg.experiment import FACTORS, factor_overrides, _view_point
-    runs = json.loads(_read(CPU / 'factors_evidence.json').read_text())['runs']
-    return {h: {**r, 'factors': [f for f in FACTORS if factor_overrides(f, r['overrides']['method'], r['overrides']['seed']) == r['overrides']],
-                **_view_point({'curves': r['curves']})} for h, r in runs.items()}
+    "The committed factors_evidence.json as `scegg.experiment.factor_table` reads it (no git-ignored run folder)."
+    from scegg.experiment import factor_evidence, FACTOR_EVIDENCE
+    _read(CPU / FACTOR_EVIDENCE)
+    return factor_evidence(CPU, run_folders=False)
 
 def facseed(row: str, seed: int, *cols) -> list:
     "One seed's cells of the factor study (SC-EGG, baseline, diff), from the committed per-epoch curves."
     from scegg.experiment import factor_table
-    df = factor_table(_factor_evidence(), seeds=[seed])
-    r = df[df.index.str.startswith(row)]
-    assert len(r) == 1, f'{len(r)} factor rows of seed {seed} start with {row!r}'
-    return [float(r.iloc[0][c]) for c in cols]
-
-def fac_ci(row: str, col: str) -> list:
-    "A factor row's 95 % interval cell ('[-5.0, 0.8]') as its two numbers."
-    df = _csv(CPU / 'factors.csv'); r = df[df.index.str.startswith(row)]
-    assert len(r) == 1; return [float(x) for x in str(r.iloc[0][col]).strip('[]').split(',')]
+    r = _factor_row(factor_table(_factor_evidence(), seeds=[seed]), row, f'the factor table of seed {seed}')
+    return [float(r[c]) for c in cols]
 
 def f4(space: str, *cols) -> list: return [float(_csv(CPU / 'fig4_metrics_CUB-224.csv').loc[space, c]) for c in cols]
 
