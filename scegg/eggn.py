@@ -19,8 +19,8 @@ from .classify import zsl_curves, per_class_accuracy
 from .scen import ClassBalancedSampler
 
 # %% auto #0
-__all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'CastLinear', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback',
-           'EGGN', 'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'make_optimisers',
+__all__ = ['EGGN_PRESETS_PAPER', 'EGGNConfig', 'Encoder', 'Generator', 'Critic', 'SemanticDecoder', 'Feedback', 'EGGN',
+           'weighted_l1', 'vae_loss', 'gradient_penalty', 'update_lambda', 'EGGNResult', 'make_optimisers',
            'CriticDraws', 'GeneratorDraws', 'draw_critic', 'draw_generator', 'critic_grads', 'critic_step',
            'generator_step', 'stage3_iteration', 'check_eggn_config', 'train_eggn', 'synthesize', 'evaluate_epoch',
            'fabricated_zsl']
@@ -81,38 +81,12 @@ def _f32(m: nn.Module, t: torch.Tensor) -> torch.Tensor:
     "`t` back in fp32 after a bf16 forward of `m`; unchanged otherwise (fp32 and fp64 modules keep their dtype)."
     return t.float() if getattr(m, 'bf16', False) else t
 
-class _CastUse(torch.autograd.Function):
-    "One use of `wb`, a bfloat16 copy of the fp32 parameter `w`: forward gives `wb`, backward hands `w` its gradient in fp32."
-    @staticmethod
-    def forward(ctx, w, wb): return wb.view_as(wb)
-    @staticmethod
-    def backward(ctx, g): return g.float(), None    # what autocast's per-call cast gives `w`: one fp32 term per use
-
-def _cast(casts: dict, p: torch.Tensor) -> torch.Tensor:
-    "`p` in bfloat16 from `casts` (made again when `p`'s version counter has moved since), as one use of it."
-    e = casts.get(id(p))
-    if e is None or e[0] is not p or e[1] != p._version:
-        with torch.inference_mode(False):   # a copy made while evaluating serves training too
-            e = casts[id(p)] = (p, p._version, p.detach().to(torch.bfloat16))
-    return _CastUse.apply(p, e[2])
-
-class CastLinear(nn.Linear):
-    """`nn.Linear` whose weight and bias, in a bfloat16 autocast forward, are cast once per optimiser step instead of at
-    every call: the copies live in `casts` (one dict per EGGN, `None` in fp32), and an optimiser step drops those of
-    its parameters (`make_optimisers`; the fused Adam moves no version counter). Values and gradients are autocast's,
-    bit for bit; at `cub-cpu` widths the per-call casts of the 1,024-wide weights cost more than the batch-64 products."""
-    casts: dict | None = None
-    def forward(self, h):
-        if self.casts is None or not torch.is_autocast_enabled(h.device.type) \
-           or torch.get_autocast_dtype(h.device.type) != torch.bfloat16: return super().forward(h)
-        return F.linear(h, _cast(self.casts, self.weight), _cast(self.casts, self.bias))
-
 class Encoder(nn.Module):
     "E: [x, a] -> hidden -> 2 latent -> (mu, log sigma^2)."
     def __init__(self, D, K, latent, hidden):
         super().__init__()
-        self.fc1, self.fc3 = CastLinear(D + K, hidden), CastLinear(hidden, 2 * latent)
-        self.mu, self.logvar = CastLinear(2 * latent, latent), CastLinear(2 * latent, latent)
+        self.fc1, self.fc3 = nn.Linear(D + K, hidden), nn.Linear(hidden, 2 * latent)
+        self.mu, self.logvar = nn.Linear(2 * latent, latent), nn.Linear(2 * latent, latent)
     def forward(self, x, a):
         with _bf16(self, x):
             h = _lrelu(self.fc3(_lrelu(self.fc1(torch.cat([x, a], 1)))))
@@ -123,7 +97,7 @@ class Generator(nn.Module):
     "G: [z, a] -> hidden h1 -> D, sigmoid; with feedback, h1 + a1 * F(...) replaces h1."
     def __init__(self, D, K, latent, hidden):
         super().__init__()
-        self.fc1, self.fc2 = CastLinear(latent + K, hidden), CastLinear(hidden, D)
+        self.fc1, self.fc2 = nn.Linear(latent + K, hidden), nn.Linear(hidden, D)
     def forward(self, z, a, feedback=None, a1: float = 0.0):
         with _bf16(self, z):
             h1 = _lrelu(self.fc1(torch.cat([z, a], 1)))
@@ -136,7 +110,7 @@ class Critic(nn.Module):
     "D: [x, a] -> hidden -> 1 (a WGAN critic, no sigmoid)."
     def __init__(self, D, K, hidden):
         super().__init__()
-        self.fc1, self.fc2 = CastLinear(D + K, hidden), CastLinear(hidden, 1)
+        self.fc1, self.fc2 = nn.Linear(D + K, hidden), nn.Linear(hidden, 1)
     def forward(self, x, a):
         with _bf16(self, x): o = self.fc2(_lrelu(self.fc1(torch.cat([x, a], 1))))
         return _f32(self, o)
@@ -145,7 +119,7 @@ class SemanticDecoder(nn.Module):
     "Dec: x -> hidden -> K, output L2-normalised; returns (a_hat, hidden)."
     def __init__(self, D, K, hidden):
         super().__init__()
-        self.fc1, self.fc3 = CastLinear(D, hidden), CastLinear(hidden, K)
+        self.fc1, self.fc3 = nn.Linear(D, hidden), nn.Linear(hidden, K)
     def forward(self, x):
         with _bf16(self, x):
             h = _lrelu(self.fc1(x))
@@ -157,7 +131,7 @@ class Feedback(nn.Module):
     "F: hidden -> hidden -> hidden."
     def __init__(self, hidden):
         super().__init__()
-        self.fc1, self.fc2 = CastLinear(hidden, hidden), CastLinear(hidden, hidden)
+        self.fc1, self.fc2 = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
     def forward(self, h):
         with _bf16(self, h): o = _lrelu(self.fc2(_lrelu(self.fc1(h))))
         return _f32(self, o)
@@ -181,9 +155,6 @@ class EGGN(nn.Module):
                     m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
                     m.bias.zero_()
         for m in (self.encoder, self.generator, self.critic, self.decoder, self.feedback): m.bf16 = cfg.bf16
-        self.casts = {} if cfg.bf16 else None   # bfloat16 copies of the weights (`CastLinear`)
-        for m in self.modules():
-            if isinstance(m, CastLinear): m.casts = self.casts
 
     def generate(self, z, a, a1: float = 0.0):
         "G(z, a), with feedback of weight `a1` when it is non-zero."
@@ -238,17 +209,11 @@ class EGGNResult:
 def make_optimisers(model: EGGN, cfg: EGGNConfig) -> dict:
     "Adam for each module (train_SUN.py:242-251): E with the default betas, the others with (0.5, 0.999)."
     A = lambda params, **kw: torch.optim.Adam(params, fused=cfg.fused_adam or None, **kw)
-    opts = dict(encoder=A(model.encoder.parameters(), lr=cfg.lr),
+    return dict(encoder=A(model.encoder.parameters(), lr=cfg.lr),
                 generator=A(model.generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
                 critic=A(model.critic.parameters(), lr=cfg.lr, betas=(0.5, 0.999)),
                 decoder=A(model.decoder.parameters(), lr=cfg.dec_lr, betas=(0.5, 0.999)),
                 feedback=A(model.feedback.parameters(), lr=cfg.feed_lr, betas=(0.5, 0.999)))
-    if getattr(model, 'casts', None) is not None:   # a step makes the bf16 copies of its parameters stale
-        def forget(o, *_):
-            for g in o.param_groups:
-                for p in g['params']: model.casts.pop(id(p), None)
-        for o in opts.values(): o.register_step_post_hook(forget)
-    return opts
 
 # %% ../nbs/07_eggn.ipynb #c028d
 @dataclass
