@@ -57,3 +57,19 @@ def fake_data(n, K=312, C=200, n_seen=150, seed=0):
     return types.SimpleNamespace(att=att, word_vectors=g.normal(size=(K, 300)).astype(np.float32), seen=seen,
                                  unseen=np.setdiff1d(np.arange(C), seen),
                                  splits={'trainval': Split('trainval', ids, seen[ids % n_seen])})
+
+
+def stage3_epoch_at_cub_cpu_sizes(n: int = 640):
+    """`one_epoch(bf16)`: one stage-3 epoch (`train_eggn`, 1 GAN epoch, no evaluation) of the `cub-cpu` EGGN at CUB-224
+    sizes (D 1280, K 312, hidden 1024, 150 seen / 50 unseen classes) on `n` random features, with a random guide."""
+    import dataclasses
+    from scegg.config import make_config
+    from scegg.eggn import train_eggn
+    cfg0 = make_config('cub-cpu').eggn
+    D, K, C = 1280, 312, 200
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, D, generator=g); y = torch.arange(n) % 150
+    att = torch.nn.functional.normalize(torch.rand(C, K, generator=g), dim=1)
+    seen, unseen = torch.arange(150), torch.arange(150, 200)
+    guide = torch.nn.Sequential(torch.nn.Linear(D, 1024), torch.nn.LeakyReLU(0.01), torch.nn.Linear(1024, C))
+    return lambda bf16: train_eggn(x, y, att, seen, unseen, dataclasses.replace(cfg0, epochs=1, bf16=bf16), guide=guide)

@@ -6,14 +6,12 @@ the products' (`mm`, `addmm`) GFLOP and self time, their rate and share of the e
     python bench/stage3_flops.py [--threads 1] [--n 640]
 Writes bench/results/stage3_flops.json.
 """
-import argparse, dataclasses, sys, time
+import argparse, sys, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, RESULTS
+from _common import machine, RESULTS, stage3_epoch_at_cub_cpu_sizes
 from scegg.core import write_json
-from scegg.eggn import train_eggn
-from scegg.config import make_config
 from torch.profiler import profile
 
 p = argparse.ArgumentParser()
@@ -21,16 +19,10 @@ p.add_argument('--threads', type=int, default=1)
 p.add_argument('--n', type=int, default=640)
 a = p.parse_args()
 torch.set_num_threads(a.threads)
-cfg0 = make_config('cub-cpu').eggn
-D, K, C = 1280, 312, 200
-g = torch.Generator().manual_seed(0)
-x = torch.rand(a.n, D, generator=g); y = torch.arange(a.n) % 150
-att = torch.nn.functional.normalize(torch.rand(C, K, generator=g), dim=1)
-seen, unseen = torch.arange(150), torch.arange(150, 200)
-guide = torch.nn.Sequential(torch.nn.Linear(D, 1024), torch.nn.LeakyReLU(0.01), torch.nn.Linear(1024, C))
+epoch = stage3_epoch_at_cub_cpu_sizes(a.n)
 res = {}
 for name, dt in (('fp32', torch.float32), ('bf16', torch.bfloat16)):
-    one = lambda: train_eggn(x, y, att, seen, unseen, dataclasses.replace(cfg0, epochs=1, bf16=name == 'bf16'), guide=guide)
+    one = lambda: epoch(name == 'bf16')
     one()
     t = time.perf_counter(); one(); wall = time.perf_counter() - t
     with profile(with_flops=True) as prof: one()

@@ -5,14 +5,12 @@ then `torch.profiler` of one bf16 epoch: the share of self CPU time of the top o
     python bench/stage3_profile.py [--threads 1] [--rounds 2] [--n 640]
 Writes bench/results/stage3_profile.json.
 """
-import argparse, dataclasses, sys, time
+import argparse, sys, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, RESULTS
+from _common import machine, RESULTS, stage3_epoch_at_cub_cpu_sizes
 from scegg.core import write_json
-from scegg.eggn import train_eggn
-from scegg.config import make_config
 
 p = argparse.ArgumentParser()
 p.add_argument('--threads', type=int, default=1)
@@ -20,14 +18,7 @@ p.add_argument('--rounds', type=int, default=2)
 p.add_argument('--n', type=int, default=640)
 a = p.parse_args()
 torch.set_num_threads(a.threads)
-cfg0 = make_config('cub-cpu').eggn
-D, K, C = 1280, 312, 200
-g = torch.Generator().manual_seed(0)
-x = torch.rand(a.n, D, generator=g); y = torch.arange(a.n) % 150
-att = torch.nn.functional.normalize(torch.rand(C, K, generator=g), dim=1)
-seen, unseen = torch.arange(150), torch.arange(150, 200)
-guide = torch.nn.Sequential(torch.nn.Linear(D, 1024), torch.nn.LeakyReLU(0.01), torch.nn.Linear(1024, C))
-one_epoch = lambda bf: train_eggn(x, y, att, seen, unseen, dataclasses.replace(cfg0, epochs=1, bf16=bf), guide=guide)
+one_epoch = stage3_epoch_at_cub_cpu_sizes(a.n)
 secs = {'fp32': [], 'bf16': []}
 for _ in range(a.rounds):
     for bf in (False, True):
