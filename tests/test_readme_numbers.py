@@ -175,6 +175,12 @@ def facseed(row: str, seed: int, *cols) -> list:
     r = _factor_row(factor_table(_factor_evidence(), seeds=[seed]), row, f'the factor table of seed {seed}')
     return [float(r[c]) for c in cols]
 
+def facseeds(row: str, seeds, *cols) -> list:
+    "The factor study's cells over some of its seeds (an interval cell as its two numbers), from the committed per-epoch curves."
+    from scegg.experiment import factor_table
+    r = _factor_row(factor_table(_factor_evidence(), seeds=list(seeds)), row, f'the factor table of seeds {seeds}')
+    return [x for c in cols for x in ([float(v) for v in str(r[c]).strip('[]').split(',')] if 'ci95' in c else [float(r[c])])]
+
 def facshift(row: str, col: str) -> list:
     """How far a factor moves SC-EGG minus baseline (`col`: 'diff CZSL' or 'diff H') from the reference's, paired by seed
     over the seeds both rows have, from the committed curves: [mean, 95 % t interval low, high, then each seed's shift]."""
