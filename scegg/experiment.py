@@ -431,10 +431,15 @@ def plot_factors(df: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(df) + 1.5), sharey=True)
     y = np.arange(len(df))[::-1]
     for ax, lab in zip(axes, ('CZSL', 'H')):
-        ax.barh(y, df[f'diff {lab}'], color=['0.5'] + ['C0'] * (len(df) - 1))
+        d = df[f'diff {lab}'].to_numpy(float)
+        ci = np.array([[float(v) for v in c.strip('[]').split(',')] if str(c).startswith('[') else [np.nan] * 2
+                       for c in df[f'diff {lab} ci95']])
+        ax.barh(y, d, xerr=np.abs(ci - d[:, None]).T, color=['0.5'] + ['C0'] * (len(df) - 1), error_kw=dict(lw=1, capsize=3))
         ax.axvline(0, color='k', lw=0.8); ax.set_xlabel(f'SC-EGG - baseline, {lab} (points)')
-    axes[0].set_yticks(y, [i.split(' (')[0] for i in df.index])
-    fig.suptitle('One factor at a time toward the paper (cub-cpu, validation view, last GAN epoch)', fontsize=10)
+    axes[0].set_yticks(y, [f"{i.split(' (')[0]} ({len(str(s).split())} seed{'s' if len(str(s).split()) > 1 else ''})"
+                           for i, s in zip(df.index, df['seeds'])])
+    fig.suptitle('One factor at a time toward the paper (cub-cpu, validation view, last GAN epoch; '
+                 'whiskers: 95 % t interval over seeds)', fontsize=10)
     fig.tight_layout()
     return fig
 
