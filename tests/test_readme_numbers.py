@@ -185,8 +185,8 @@ def facshift(row: str, col: str) -> list:
     """How far a factor moves SC-EGG minus baseline (`col`: 'diff CZSL' or 'diff H') from the reference's, paired by seed
     over the seeds both rows have, from the committed curves: [mean, 95 % t interval low, high, then each seed's shift]."""
     from scipy import stats as st
-    both = [int(s) for s in str(_factor_row(_csv(CPU / 'factors.csv'), row)['seeds']).split()
-            if int(s) in [int(x) for x in str(_factor_row(_csv(CPU / 'factors.csv'), 'cub-cpu (reference)')['seeds']).split()]]
+    seeds = lambda r: [int(s) for s in str(_factor_row(_csv(CPU / 'factors.csv'), r)['seeds']).split()]
+    both = [s for s in seeds(row) if s in seeds('cub-cpu (reference)')]
     d = np.array([facseed(row, s, col)[0] - facseed('cub-cpu (reference)', s, col)[0] for s in both])
     half = st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
     return [d.mean(), d.mean() - half, d.mean() + half, *d]
