@@ -273,6 +273,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'scegg.experiment.factor_run_dir': ('experiment.html#factor_run_dir', 'scegg/experiment.py'),
                                   'scegg.experiment.factor_study': ('experiment.html#factor_study', 'scegg/experiment.py'),
                                   'scegg.experiment.factor_table': ('experiment.html#factor_table', 'scegg/experiment.py'),
+                                  'scegg.experiment.parse_interval': ('experiment.html#parse_interval', 'scegg/experiment.py'),
                                   'scegg.experiment.plot_factors': ('experiment.html#plot_factors', 'scegg/experiment.py'),
                                   'scegg.experiment.posthoc_variants': ('experiment.html#posthoc_variants', 'scegg/experiment.py'),
                                   'scegg.experiment.scen_alone_study': ('experiment.html#scen_alone_study', 'scegg/experiment.py'),

@@ -28,8 +28,8 @@ from .figures import (save_figure, untrained_scen, read_cub_parts, cub_pointing_
 __all__ = ['NOTEBOOKS', 'FACTORS', 'FACTOR_METHODS', 'FACTOR_EVIDENCE', 'WV_METRICS', 'Interrupted', 'cached_run', 'Experiment',
            'table1_experiment', 'ablation_experiment', 'sweep_experiment', 'tsne_experiment', 'attention_experiment',
            'curves_experiment', 'scen_alone_study', 'posthoc_variants', 'view_study', 'factor_overrides',
-           'factor_run_dir', 'factor_study', 'factor_evidence', 'factor_table', 'plot_factors', 'write_factor_outputs',
-           'word_vector_pairs', 'word_vector_table', 'word_vector_cost']
+           'factor_run_dir', 'factor_study', 'factor_evidence', 'factor_table', 'parse_interval', 'plot_factors',
+           'write_factor_outputs', 'word_vector_pairs', 'word_vector_table', 'word_vector_cost']
 
 # %% ../nbs/10b_experiment.ipynb #c005
 NOTEBOOKS = ('table1', 'table2_ablation', 'fig3_attention', 'fig4_tsne', 'fig5_sensitivity', 'fig6_curves')
@@ -425,6 +425,10 @@ def factor_table(evidence: dict, seeds=None) -> pd.DataFrame:
         rows[f] = row
     return pd.DataFrame.from_dict(rows, orient='index')
 
+def parse_interval(cell) -> tuple[float, float]:
+    "A table's interval cell ('[-5.0, 0.8]') as (low, high); (nan, nan) for a cell without one ('one seed')."
+    return tuple(float(v) for v in cell.strip('[]').split(',')) if str(cell).startswith('[') else (np.nan, np.nan)
+
 def plot_factors(df: pd.DataFrame):
     "SC-EGG minus baseline per factor (CZSL and H, validation view), a bar each; the reference row first."
     import matplotlib.pyplot as plt
@@ -432,8 +436,7 @@ def plot_factors(df: pd.DataFrame):
     y = np.arange(len(df))[::-1]
     for ax, lab in zip(axes, ('CZSL', 'H')):
         d = df[f'diff {lab}'].to_numpy(float)
-        ci = np.array([[float(v) for v in c.strip('[]').split(',')] if str(c).startswith('[') else [np.nan] * 2
-                       for c in df[f'diff {lab} ci95']])
+        ci = np.array([parse_interval(c) for c in df[f'diff {lab} ci95']])
         ax.barh(y, d, xerr=np.abs(ci - d[:, None]).T, color=['0.5'] + ['C0'] * (len(df) - 1), error_kw=dict(lw=1, capsize=3))
         ax.axvline(0, color='k', lw=0.8); ax.set_xlabel(f'SC-EGG - baseline, {lab} (points)')
     axes[0].set_yticks(y, [f"{i.split(' (')[0]} ({len(str(s).split())} seed{'s' if len(str(s).split()) > 1 else ''})"

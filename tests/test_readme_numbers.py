@@ -160,7 +160,8 @@ def fac(row: str, *cols) -> list:
 
 def fac_ci(row: str, col: str) -> list:
     "A factor row's 95 % interval cell ('[-5.0, 0.8]') as its two numbers."
-    return [float(x) for x in str(_factor_row(_csv(CPU / 'factors.csv'), row)[col]).strip('[]').split(',')]
+    from scegg.experiment import parse_interval
+    return list(parse_interval(_factor_row(_csv(CPU / 'factors.csv'), row)[col]))
 
 @lru_cache(None)
 def _factor_evidence() -> dict:
@@ -169,17 +170,21 @@ def _factor_evidence() -> dict:
     _read(CPU / FACTOR_EVIDENCE)
     return factor_evidence(CPU, run_folders=False)
 
-def facseed(row: str, seed: int, *cols) -> list:
-    "One seed's cells of the factor study (SC-EGG, baseline, diff), from the committed per-epoch curves."
+@lru_cache(None)
+def _factor_table(seeds: tuple) -> pd.DataFrame:
+    "The factor table over `seeds`, from the committed per-epoch curves (made once per seed set, read by many markers)."
     from scegg.experiment import factor_table
-    r = _factor_row(factor_table(_factor_evidence(), seeds=[seed]), row, f'the factor table of seed {seed}')
-    return [float(r[c]) for c in cols]
+    return factor_table(_factor_evidence(), seeds=list(seeds))
 
 def facseeds(row: str, seeds, *cols) -> list:
     "The factor study's cells over some of its seeds (an interval cell as its two numbers), from the committed per-epoch curves."
-    from scegg.experiment import factor_table
-    r = _factor_row(factor_table(_factor_evidence(), seeds=list(seeds)), row, f'the factor table of seeds {seeds}')
-    return [x for c in cols for x in ([float(v) for v in str(r[c]).strip('[]').split(',')] if 'ci95' in c else [float(r[c])])]
+    from scegg.experiment import parse_interval
+    r = _factor_row(_factor_table(tuple(seeds)), row, f'the factor table of seeds {tuple(seeds)}')
+    return [x for c in cols for x in (parse_interval(r[c]) if 'ci95' in c else [float(r[c])])]
+
+def facseed(row: str, seed: int, *cols) -> list:
+    "One seed's cells of the factor study (SC-EGG, baseline, diff), from the committed per-epoch curves."
+    return facseeds(row, (seed,), *cols)
 
 def facshift(row: str, col: str) -> list:
     """How far a factor moves SC-EGG minus baseline (`col`: 'diff CZSL' or 'diff H') from the reference's, paired by seed
